@@ -1,0 +1,1 @@
+"""InteractiveAdapt engine: click-conditioned segmentation that adapts online."""

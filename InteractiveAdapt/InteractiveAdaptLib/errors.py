@@ -1,0 +1,32 @@
+"""Errors a user can cause. Each message says what happened and what to do next.
+
+The GUI and the CLI show `str(error)` to the clinician; they never show a traceback for these.
+"""
+
+
+class InteractiveAdaptError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class ImageReadError(InteractiveAdaptError):
+    """An image file or DICOM folder cannot be read as one 3D scalar MRI volume."""
+
+
+class InvalidClickError(InteractiveAdaptError):
+    """A click is outside the image, on an unsupported plane, or otherwise unusable."""
+
+
+class CaseStateError(InteractiveAdaptError):
+    """An action does not fit the state of the current case (e.g. a click before a case started)."""
+
+
+class WeightsError(InteractiveAdaptError):
+    """A weight file is missing, corrupted, foreign or made for a different network."""
+
+
+class IncompatibleBaseModelError(WeightsError):
+    """Site weights were adapted from a different base model than the one loaded now."""
+
+
+class SiteStoreError(InteractiveAdaptError):
+    """The site store cannot do what was asked (bad name, unknown version, disk full, ...)."""
