@@ -14,7 +14,8 @@ from .errors import InteractiveAdaptError
 
 # Modules that contribute sub-commands, in the order --help lists them.
 COMMAND_MODULES = [
-    "data_cache",
+    "datasets",
+    "training",
 ]
 
 

@@ -1,0 +1,100 @@
+"""The click-conditioned 2D U-Net: input = image + positive and negative guidance maps, 2-class logits."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from monai.networks.layers import Norm
+from monai.networks.nets import UNet
+
+IN_CHANNELS = 3  # image, positive guidance, negative guidance
+OUT_CHANNELS = 2  # background, target
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Plain-data description of the U-Net; saved in model.json so weights can be rebuilt."""
+
+    name: str
+    channels: tuple[int, ...]
+    num_res_units: int
+    dropout: float = 0.0
+    strides: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.strides:
+            object.__setattr__(self, "strides", (2,) * (len(self.channels) - 1))
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides must be a multiple of this (pad and crop back)."""
+        m = 1
+        for s in self.strides:
+            m *= s
+        return m
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetworkConfig:
+        return cls(
+            name=data["name"],
+            channels=tuple(data["channels"]),
+            num_res_units=int(data["num_res_units"]),
+            dropout=float(data.get("dropout", 0.0)),
+            strides=tuple(data.get("strides", ())),
+        )
+
+
+CONFIGS = {
+    # Fast enough for interactive CPU use (see benchmarks/results/speed.json).
+    "default": NetworkConfig(name="default", channels=(16, 32, 64, 128, 256), num_res_units=1),
+    # The paper's 5-level 12/72/144/288/576 network; two residual units per level gives 8.1M
+    # parameters, the closest MONAI U-Net to the paper's 9.8M.
+    "paper": NetworkConfig(name="paper", channels=(12, 72, 144, 288, 576), num_res_units=2),
+}
+
+
+class ClickUNet(torch.nn.Module):
+    """MONAI U-Net that accepts any slice size: pads to the stride multiple and crops back."""
+
+    def __init__(self, config: NetworkConfig):
+        super().__init__()
+        self.config = config
+        self.unet = UNet(
+            spatial_dims=2,
+            in_channels=IN_CHANNELS,
+            out_channels=OUT_CHANNELS,
+            channels=config.channels,
+            strides=config.strides,
+            num_res_units=config.num_res_units,
+            norm=Norm.INSTANCE,  # MONAI's InstanceNorm has no affine parameters, as in the paper
+            dropout=config.dropout,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = self.config.size_multiple
+        ph, pw = (-h) % m, (-w) % m
+        if ph or pw:
+            # Reflect keeps instance-norm statistics close to the unpadded image.
+            mode = "reflect" if ph < h and pw < w else "replicate"
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+        y = self.unet(x)
+        if ph or pw:
+            y = y[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        return y
+
+
+def build_network(config: NetworkConfig | str) -> ClickUNet:
+    """Build a network from a config or the name of a built-in config."""
+    if isinstance(config, str):
+        config = CONFIGS[config]
+    return ClickUNet(config)
+
+
+def count_parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
