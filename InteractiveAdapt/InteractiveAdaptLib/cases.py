@@ -34,7 +34,11 @@ class Case:
 def aal_pair_split(seed: int = SPLIT_SEED) -> dict[str, set[int]]:
     """Bilateral AAL pairs split 40 train / 6 validation / 12 test; never a single id."""
     pairs = np.random.default_rng(seed).permutation(np.arange(1, AAL_PAIRS + 1))
-    return {"train": set(pairs[:40].tolist()), "val": set(pairs[40:46].tolist()), "test": set(pairs[46:].tolist())}
+    return {
+        "train": set(pairs[:40].tolist()),
+        "val": set(pairs[40:46].tolist()),
+        "test": set(pairs[46:].tolist()),
+    }
 
 
 def aal_targets_of_split(domain: Domain, split: str) -> list[str]:

@@ -73,7 +73,9 @@ def _pick_pixel(region: np.ndarray, mode: ClickMode, rng: np.random.Generator) -
     return int(r), int(c)
 
 
-def first_click(target: np.ndarray, mode: ClickMode, rng: np.random.Generator) -> tuple[int, int, bool] | None:
+def first_click(
+    target: np.ndarray, mode: ClickMode, rng: np.random.Generator
+) -> tuple[int, int, bool] | None:
     """A positive click inside the largest component of the target; None for an empty target."""
     region = _largest_component(target.astype(bool))
     if not region.any():

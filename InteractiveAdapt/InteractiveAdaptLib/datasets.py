@@ -38,7 +38,9 @@ def _site_packages_file(package: str, *parts: str) -> Path:
 
 def _read(path: Path) -> sitk.Image:
     if not path.is_file():
-        raise ImageReadError(f"'{path}' is missing. Run the project set-up, which installs the MRI data packages.")
+        raise ImageReadError(
+            f"'{path}' is missing. Run the project set-up, which installs the MRI data packages."
+        )
     return sitk.ReadImage(str(path))
 
 
@@ -126,7 +128,9 @@ def _mni_tissue() -> tuple[sitk.Image, np.ndarray, np.ndarray]:
 def _aal_on(reference: sitk.Image) -> np.ndarray:
     """AAL (MNI space) resampled onto another MNI-space grid with an identity transform."""
     aal = _read(MRICRON / "aal.nii.gz")
-    return _array(sitk.Resample(aal, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)).astype(np.int16)
+    return _array(sitk.Resample(aal, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)).astype(
+        np.int16
+    )
 
 
 def _tissue_targets() -> dict[str, tuple[str, int]]:
@@ -206,7 +210,10 @@ def load_inia19() -> Domain:
         image=normalize_intensity(image),
         spacing_kji=_spacing_kji(t1),
         label_maps={"neuromaps": labels, "brain": (image > 0).astype(np.uint8)},
-        targets={"brain": ("brain", 1), **{f"neuromaps:{v}": ("neuromaps", int(v)) for v in np.unique(labels) if v}},
+        targets={
+            "brain": ("brain", 1),
+            **{f"neuromaps:{v}": ("neuromaps", int(v)) for v in np.unique(labels) if v},
+        },
     )
 
 
@@ -289,7 +296,9 @@ def load_domain(name: str, cache_dir: Path | None = None) -> Domain:
 
 def register(subparsers) -> None:
     """`interactive-adapt build-cache`: derive the data of every domain from the installed packages."""
-    parser = subparsers.add_parser("build-cache", help="build the derived MRI data cache from installed packages")
+    parser = subparsers.add_parser(
+        "build-cache", help="build the derived MRI data cache from installed packages"
+    )
     parser.add_argument("--cache-dir", type=Path, default=None)
     parser.add_argument("domains", nargs="*", default=list(LOADERS), help="domains to build (default: all)")
     parser.set_defaults(func=_build_cache_command)
@@ -298,5 +307,7 @@ def register(subparsers) -> None:
 def _build_cache_command(args) -> int:
     for name in args.domains:
         domain = load_domain(name, args.cache_dir)
-        print(f"{name:14s} {domain.kind:9s} {domain.image.shape} spacing {domain.spacing_kji}  {domain.shift}")
+        print(
+            f"{name:14s} {domain.kind:9s} {domain.image.shape} spacing {domain.spacing_kji}  {domain.shift}"
+        )
     return 0

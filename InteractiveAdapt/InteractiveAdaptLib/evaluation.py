@@ -43,7 +43,11 @@ class EvaluationResult:
     dice: np.ndarray
 
     def summary(self, clicks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
-        out = {f"dice@{k}": round(float(self.dice[:, k - 1].mean()), 4) for k in clicks if k <= self.dice.shape[1]}
+        out = {
+            f"dice@{k}": round(float(self.dice[:, k - 1].mean()), 4)
+            for k in clicks
+            if k <= self.dice.shape[1]
+        }
         out["cases"] = int(self.dice.shape[0])
         return out
 

@@ -83,7 +83,9 @@ class Predictor:
             logits = F.interpolate(logits, size=prepared.native_shape, mode="bilinear", align_corners=False)
         return (logits[0, 1] > logits[0, 0]).to(torch.uint8).cpu().numpy()
 
-    def predict(self, image: np.ndarray, spacing_rc: tuple[float, float], clicks: list[ClickTuple]) -> np.ndarray:
+    def predict(
+        self, image: np.ndarray, spacing_rc: tuple[float, float], clicks: list[ClickTuple]
+    ) -> np.ndarray:
         """The binary mask for a native slice and native-grid clicks."""
         prepared = self.prepare(image, spacing_rc)
         return self.to_native(self.logits(prepared, clicks), prepared)

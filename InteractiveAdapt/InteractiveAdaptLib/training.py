@@ -82,6 +82,13 @@ def _crop_around(image: np.ndarray, mask: np.ndarray, size: int, rng: np.random.
     return image[r0 : r0 + size, c0 : c0 + size], mask[r0 : r0 + size, c0 : c0 + size]
 
 
+def _batch_input(images: torch.Tensor, clicks: list[list]) -> torch.Tensor:
+    """(B, 3, H, W): each image with the guidance maps of its own clicks."""
+    return torch.stack(
+        [torch.cat([img, guidance_maps(c, img.shape[-2:])]) for img, c in zip(images, clicks, strict=True)]
+    )
+
+
 class Trainer:
     """Owns the network, optimiser, data and the resumable training loop."""
 
@@ -140,7 +147,7 @@ class Trainer:
         return image, mask
 
     def _predict(self, images: torch.Tensor, clicks: list[list]) -> np.ndarray:
-        x = torch.stack([torch.cat([img, guidance_maps(c, img.shape[-2:])]) for img, c in zip(images, clicks)])
+        x = _batch_input(images, clicks)
         self.network.eval()
         with torch.inference_mode():
             out = self.network(x)
@@ -160,7 +167,7 @@ class Trainer:
         images = torch.from_numpy(np.stack([s[0] for s in samples]))[:, None]
         masks = [s[1] for s in samples]
         modes: list[ClickMode] = ["random" if rng.random() < 0.5 else "center" for _ in samples]
-        clicks = [[first_click(m, mode, rng)] for m, mode in zip(masks, modes)]
+        clicks = [[first_click(m, mode, rng)] for m, mode in zip(masks, modes, strict=True)]
         # The paper's scheme: N ~ U{1..10} clicks, the extra ones on the errors of a 1-click prediction.
         predictions = self._predict(images, clicks)
         for b in range(len(samples)):
@@ -173,7 +180,7 @@ class Trainer:
                 click = next_click(predictions[b], masks[b], modes[b], rng)
                 if click is not None:
                     clicks[b].append(click)
-        x = torch.stack([torch.cat([img, guidance_maps(c, img.shape[-2:])]) for img, c in zip(images, clicks)])
+        x = _batch_input(images, clicks)
         labels = torch.from_numpy(np.stack(masks).astype(np.int64))
         logits = self.network(x)
         loss = self.loss(logits, labels, clicks)
@@ -187,7 +194,9 @@ class Trainer:
     def validate(self) -> float:
         """Mean Dice after `val_clicks` clicks on held-out (validation) AAL pairs."""
         self.network.eval()
-        result = evaluate(Predictor(self.network), self.domain, self.val_cases, self.config.val_clicks, seed=0)
+        result = evaluate(
+            Predictor(self.network), self.domain, self.val_cases, self.config.val_clicks, seed=0
+        )
         self.network.train()
         return float(result.dice[:, -1].mean())
 
@@ -233,7 +242,16 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("train", help="pre-train the click-conditioned network on Colin27 (resumable)")
     p.add_argument("--output", type=Path, required=True, help="run folder (checkpoints, log, best weights)")
     p.add_argument("--network", choices=sorted(CONFIGS), default=TrainConfig.network)
-    for name in ("steps", "batch_size", "crop", "seed", "threads", "val_every", "checkpoint_every", "val_cases"):
+    for name in (
+        "steps",
+        "batch_size",
+        "crop",
+        "seed",
+        "threads",
+        "val_every",
+        "checkpoint_every",
+        "val_cases",
+    ):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(TrainConfig, name))
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
     p.add_argument("--cache-dir", type=Path, default=None)

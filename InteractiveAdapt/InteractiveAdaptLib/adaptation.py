@@ -1,0 +1,142 @@
+"""Online adaptation (METHOD.md): one Adam optimiser for the whole stream; mid-interaction (MI) and
+post-interaction (PI) steps with DF + 200 * CCG; guards against non-finite steps; weight snapshots."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from .clicks import error_clicks
+from .losses import CCG_SIGMA_PX, SegmentationLoss
+from .predictor import ClickTuple, Predictor, PreparedSlice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdaptationConfig:
+    """How the network learns online. Defaults are the product's (see benchmarks/results)."""
+
+    lr: float = 5e-5  # METHOD.md: 5e-5 for brain MRI
+    ccg_weight: float = 200.0
+    ccg_sigma: float = CCG_SIGMA_PX
+    mid_interaction: bool = True
+    post_interaction: bool = True
+    mi_after_first_click: bool = True  # pull f(I, no clicks) towards the 1-click prediction too
+    mi_scope: Literal["persistent", "case"] = "persistent"  # "case": MI weights dropped at case end
+    pseudo_label: Literal["prediction", "prediction+clicks"] = "prediction"
+    pi_stage2_clicks: int = 10
+    grad_clip: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Snapshot:
+    """Bit-for-bit copy of the network weights and the optimiser state."""
+
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+
+
+class OnlineAdapter:
+    """The network, its single Adam optimiser and the guarded update step."""
+
+    def __init__(self, predictor: Predictor, config: AdaptationConfig):
+        self.predictor = predictor
+        self.network = predictor.network
+        self.config = config
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
+        self.loss = SegmentationLoss(ccg_weight=config.ccg_weight, ccg_sigma=config.ccg_sigma)
+        self.steps_applied = 0
+        self.steps_rejected = 0
+
+    def set_lr(self, lr: float) -> None:
+        self.config.lr = lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    # ------------------------------------------------------------------ snapshots
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            model={k: v.detach().clone() for k, v in self.network.state_dict().items()},
+            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+        )
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self.network.load_state_dict(snapshot.model)
+        self.optimizer.load_state_dict(copy.deepcopy(snapshot.optimizer))
+
+    # ------------------------------------------------------------------ the step
+    def step(
+        self,
+        prepared: PreparedSlice,
+        grid_clicks: list[ClickTuple],
+        loss_clicks: list[ClickTuple],
+        labels: torch.Tensor,
+    ) -> tuple[bool, torch.Tensor]:
+        """One guarded Adam step pulling f(I, grid_clicks) towards `labels` with DF + CCG on
+        `loss_clicks`. Returns (applied, the logits before the step). A non-finite loss or gradient
+        leaves weights and optimiser untouched; non-finite weights after the step are rolled back."""
+        self.network.train()
+        logits = self.network(self.predictor.network_input(prepared, grid_clicks))
+        loss = self.loss(logits, labels[None], [loss_clicks])
+        self.optimizer.zero_grad(set_to_none=True)
+        if not torch.isfinite(loss):
+            return self._reject("loss", logits)
+        loss.backward()
+        grads = [p.grad for p in self.network.parameters() if p.grad is not None]
+        if not all(torch.isfinite(g).all() for g in grads):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._reject("gradient", logits)
+        before = self.snapshot()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if not all(torch.isfinite(p).all() for p in self.network.parameters()):
+            self.restore(before)
+            return self._reject("weights", logits)
+        self.network.eval()
+        self.steps_applied += 1
+        return True, logits.detach()
+
+    def _reject(self, what: str, logits: torch.Tensor) -> tuple[bool, torch.Tensor]:
+        self.steps_rejected += 1
+        self.network.eval()
+        log.warning("adaptation step skipped: non-finite %s (weights unchanged)", what)
+        return False, logits.detach()
+
+    # ------------------------------------------------------------------ MI and PI
+    def mid_interaction(
+        self,
+        prepared: PreparedSlice,
+        previous: list[ClickTuple],
+        newest: ClickTuple,
+        prediction_logits: torch.Tensor,
+    ) -> bool:
+        """MI: pull f(I, C_{t-1}) towards y_t = argmax f(I, C_t), CCG on the newest click (grid coords)."""
+        labels = prediction_logits[0].argmax(0)
+        if self.config.pseudo_label == "prediction+clicks":
+            labels = labels.clone()
+            r, c, positive = newest
+            labels[int(round(r)), int(round(c))] = int(positive)
+        applied, _ = self.step(prepared, previous, [newest], labels)
+        return applied
+
+    def post_interaction(
+        self, prepared: PreparedSlice, first: ClickTuple, accepted: torch.Tensor, rng: np.random.Generator
+    ) -> int:
+        """PI on one slice: stage 1 with the first click only, stage 2 with up to N clicks on the
+        error components of the stage-1 prediction against the accepted mask. Returns steps applied."""
+        applied1, logits = self.step(prepared, [first], [first], accepted)
+        stage1 = (logits[0, 1] > logits[0, 0]).cpu().numpy()
+        extra = error_clicks(stage1, accepted.cpu().numpy(), self.config.pi_stage2_clicks, "random", rng)
+        clicks = [first] + [(float(r), float(c), p) for r, c, p in extra]
+        applied2, _ = self.step(prepared, clicks, clicks, accepted)
+        return int(applied1) + int(applied2)
