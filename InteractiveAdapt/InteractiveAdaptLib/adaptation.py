@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -82,11 +83,22 @@ class OnlineAdapter:
         labels: torch.Tensor,
     ) -> tuple[bool, torch.Tensor]:
         """One guarded Adam step pulling f(I, grid_clicks) towards `labels` with DF + CCG on
-        `loss_clicks`. Returns (applied, the logits before the step). A non-finite loss or gradient
-        leaves weights and optimiser untouched; non-finite weights after the step are rolled back."""
+        `loss_clicks`. Returns (applied, the logits before the step)."""
+        return self.guarded_update(
+            prepared, grid_clicks, lambda logits: self.loss(logits, labels[None], [loss_clicks])
+        )
+
+    def guarded_update(
+        self,
+        prepared: PreparedSlice,
+        grid_clicks: list[ClickTuple],
+        loss_of: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[bool, torch.Tensor]:
+        """One Adam step on loss_of(f(I, grid_clicks)). A non-finite loss or gradient leaves weights
+        and optimiser untouched; non-finite weights after the step are rolled back."""
         self.network.train()
         logits = self.network(self.predictor.network_input(prepared, grid_clicks))
-        loss = self.loss(logits, labels[None], [loss_clicks])
+        loss = loss_of(logits)
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):
             return self._reject("loss", logits)

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import gzip
 import logging
+import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from . import dicom_io
+from .dicom_io import DicomSeriesHeader, MultipleSeriesError, SeriesInfo, list_dicom_series
 from .errors import ImageReadError
+
+__all__ = [
+    "DicomSeriesHeader",
+    "MultipleSeriesError",
+    "SeriesInfo",
+    "Volume",
+    "list_dicom_series",
+    "read_volume",
+    "volume_from_sitk",
+    "volume_to_sitk",
+    "write_dicom_series",
+    "write_volume",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +79,24 @@ def volume_to_sitk(volume: Volume) -> sitk.Image:
     return image
 
 
-def read_volume(path: str | Path) -> Volume:
-    """Read a NIfTI or NRRD file as a Volume."""
+def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI/NRRD file, a DICOM folder (one series, chosen by `series_uid` if several) or DICOM file."""
     path = Path(path)
     if not path.exists():
         raise ImageReadError(f"The image '{path}' does not exist. Check the path and try again.")
+    if path.is_file() and path.name.upper() == "DICOMDIR":
+        path = path.parent  # a DICOMDIR indexes the files of its folder; read them directly
+    if path.is_dir():
+        return volume_from_sitk(dicom_io.read_dicom_folder(path, series_uid))
+    if dicom_io.is_dicom_file(path):
+        if series_uid is not None:
+            found = dicom_io.choose_series(path.parent, series_uid)
+            if path.resolve() not in {f.resolve() for f in found.files}:
+                raise ImageReadError(f"'{path.name}' is not part of the DICOM series {series_uid}.")
+        return volume_from_sitk(dicom_io.read_dicom_file(path))
+    if series_uid is not None:
+        log.warning("Series UID %s ignored: '%s' is not DICOM.", series_uid, path.name)
+    _check_nifti_complete(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -76,6 +107,77 @@ def read_volume(path: str | Path) -> Volume:
     return volume_from_sitk(image)
 
 
+def _uncompressed_size(path: Path) -> int:
+    """Bytes of the file's content, uncompressed if gzipped (counting stops where a damaged stream ends)."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        return path.stat().st_size
+    size = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                size += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        pass
+    return size
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Refuse a truncated NIfTI file, which ITK would read with the missing voxels set to 0."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        dims = int(reader.GetMetaData("dim[0]"))
+        voxels = math.prod(int(reader.GetMetaData(f"dim[{i}]")) for i in range(1, dims + 1))
+        expected = (
+            int(float(reader.GetMetaData("vox_offset"))) + voxels * int(reader.GetMetaData("bitpix")) // 8
+        )
+    except (RuntimeError, ValueError):
+        return  # no usable header: the full read below reports the problem
+    actual = _uncompressed_size(path)
+    if actual < expected:
+        raise ImageReadError(
+            f"'{path.name}' is incomplete: it holds {actual} of the {expected} bytes its header announces "
+            "(the copy or download was cut short). Copy the file again."
+        )
+
+
 def write_volume(volume: Volume, path: str | Path) -> None:
     """Write a Volume to a NIfTI or NRRD file (format from the extension)."""
     sitk.WriteImage(volume_to_sitk(volume), str(path), useCompression=True)
+
+
+def write_dicom_series(
+    volume: Volume,
+    folder: str | Path,
+    *,
+    patient_name: str = "Anonymous",
+    patient_id: str = "ANONYMOUS",
+    study_description: str = "",
+    series_description: str = "InteractiveAdapt",
+    series_number: int = 1,
+    modality: str = "MR",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> list[Path]:
+    """Write a Volume as a single-frame DICOM series (MR Image Storage), one file per K slice.
+
+    Intensities must be integers that fit 16 bits (they are stored exactly, rescale 1/0). DICOM readers
+    stack slices along the normal of the slice plane, so a left-handed volume reads back with K reversed
+    (same voxels at the same RAS positions).
+    """
+    header = DicomSeriesHeader(
+        patient_name=patient_name,
+        patient_id=patient_id,
+        study_description=study_description,
+        series_description=series_description,
+        series_number=series_number,
+        modality=modality,
+        study_uid=study_uid,
+        series_uid=series_uid,
+    )
+    return dicom_io.write_dicom_series(volume_to_sitk(volume), folder, header)

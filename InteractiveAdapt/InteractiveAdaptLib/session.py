@@ -230,6 +230,10 @@ class InteractiveSession:
         grid = prepared.to_grid(previous + [newest])
         return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits)
 
+    def discard_pending(self) -> None:
+        """Drop the pending MI step (the paper runs none after the last click of a case)."""
+        self._pending = None
+
     def _trim_undo(self) -> None:
         # Old entries lose their weight snapshot first (memory stays bounded); clicks stay undoable.
         with_weights = [e for e in self._undo if e.weights is not None]

@@ -1,0 +1,72 @@
+"""Write benchmark results: one JSON per stream, a markdown table and PNG plots (matplotlib)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = (
+    "dice@1",
+    "dice@5",
+    "dice@10",
+    "dice@5_se",
+    "noc@80",
+    "noc@85",
+    "noc@90",
+    "source_dice_drop",
+    "click_ms_p50",
+    "case_ms_p50",
+)
+
+
+def markdown_table(results: dict[str, dict]) -> str:
+    lines = []
+    for name, r in results.items():
+        lines.append(f"### {name} ({r['kind']}, {r['stream']} target): {r['target']}")
+        lines.append(f"Shift: {r['shift']}. {r['cases']} cases x {r['orders']} orders. `{r['command']}`\n")
+        lines.append("| method | " + " | ".join(COLUMNS) + " |")
+        lines.append("|---" * (len(COLUMNS) + 1) + "|")
+        for method, m in r["methods"].items():
+            lines.append(f"| {method} | " + " | ".join(f"{m[c]:g}" for c in COLUMNS) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_stream(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
+    for method, curve in result["dice_per_click"].items():
+        left.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=method)
+    left.axvline(10.5, color="grey", lw=0.8, ls=":")
+    left.set(xlabel="click", ylabel="mean Dice", title="Dice per click (11-20: weights frozen)", ylim=(0, 1))
+    window = max(1, len(next(iter(result["dice_along_stream"].values()))) // 10)
+    for method, values in result["dice_along_stream"].items():
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        right.plot(np.arange(len(smooth)) + window, smooth, label=method)
+    right.set(
+        xlabel="case in stream",
+        ylabel=f"Dice@5 (moving mean of {window})",
+        title="learning along the stream",
+        ylim=(0, 1),
+    )
+    right.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{result['stream_name']} ({result['kind']}): {result['target']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_report(results: dict[str, dict], output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    for name, result in results.items():
+        (output / f"adaptation-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot_stream(result, output / f"adaptation-{name}.png")
+    (output / "adaptation.md").write_text(
+        "# Online adaptation benchmark\n\n" + markdown_table(results) + "\n"
+    )
