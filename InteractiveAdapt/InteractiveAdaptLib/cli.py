@@ -14,8 +14,14 @@ from .errors import InteractiveAdaptError
 
 # Modules that contribute sub-commands, in the order --help lists them.
 COMMAND_MODULES = [
-    "datasets",
+    "segment_cli",
+    "sites_cli",
+    "demo",
+    "benchmark",
+    "speed_benchmark",
     "training",
+    "model_export",
+    "datasets",
 ]
 
 
