@@ -21,6 +21,7 @@ from .clicks import Click
 from .errors import CaseStateError, InvalidClickError
 from .normalization import normalize_intensity
 from .predictor import Predictor, PreparedSlice
+from .site_store import suggest_name
 from .slicing import extract_slice, in_plane_spacing
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,10 @@ class InteractiveSession:
 
     # ------------------------------------------------------------------ profiles
     def _profile_store(self, profile: str):
-        return self.store.profile(self.site, profile, self.user) if self.store is not None else None
+        if self.store is None:
+            return None
+        # A segment name may hold any character; the store gets a safe name close to it.
+        return self.store.profile(self.site, suggest_name(profile, "profile"), self.user)
 
     def use_profile(self, profile: str) -> None:
         """Load the weights of a learning profile (a new one starts from the base model)."""
