@@ -58,7 +58,9 @@ def load_base_model(directory: str | Path) -> BaseModel:
             f"The model card '{card_path}' is damaged ({exc}). Reinstall the extension."
         ) from exc
     weights = directory / WEIGHTS_FILE
-    sha = sha256_file(weights) if weights.is_file() else ""
+    if not weights.is_file():
+        raise WeightsError(f"The shipped weights '{weights}' are missing. Reinstall the extension.")
+    sha = sha256_file(weights)
     if card.get("sha256") and sha != card["sha256"]:
         raise WeightsError(
             f"The shipped weights '{weights}' do not match their model card (damaged or replaced file). "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -281,7 +282,9 @@ def load_domain(name: str, cache_dir: Path | None = None) -> Domain:
     log.info("building the %s cache in %s", name, cache_dir)
     domain = LOADERS[name]()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    # A unique temporary name: two processes building the same domain never share a half-written file.
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{name}-", suffix=".npz")
+    os.close(fd)
     np.savez(
         tmp,
         meta=np.array("\n".join([domain.name, domain.kind, domain.shift])),

@@ -24,7 +24,7 @@ def click_dice_curve(
 ) -> np.ndarray:
     """Dice after clicks 1..n_clicks of the simulated user (a perfect mask stops clicking)."""
     prepared = predictor.prepare(image, spacing_rc)
-    clicks = [first_click(target, mode, rng)]
+    clicks = [c for c in [first_click(target, mode, rng)] if c is not None]  # none for an empty target
     scores = np.ones(n_clicks)
     for t in range(n_clicks):
         prediction = predictor.to_native(predictor.logits(prepared, clicks), prepared)

@@ -79,6 +79,8 @@ class ClickUNet(torch.nn.Module):
         h, w = x.shape[-2:]
         m = self.config.size_multiple
         ph, pw = (-h) % m, (-w) % m
+        if h + ph == m and w + pw == m:
+            pw += m  # instance norm needs more than one pixel at the bottom of the U
         if ph or pw:
             # Reflect keeps instance-norm statistics close to the unpadded image.
             mode = "reflect" if ph < h and pw < w else "replicate"

@@ -23,6 +23,7 @@ from .clicks import Click
 from .network import CONFIGS, build_network
 
 SHAPE = (200, 256, 256)
+CLICKS_PER_CASE = 10
 
 
 def _rss_mb() -> float:
@@ -56,7 +57,7 @@ def _model_dir(config: str, shipped: Path | None) -> Path:
     ).directory
 
 
-def measure(config: str, shipped: Path | None, clicks: int, soak_cases: int, threads: int) -> dict:
+def measure(config: str, shipped: Path | None, n_cases: int, threads: int) -> dict:
     """All figures of one configuration (run in a fresh process)."""
     from .base_model import load_base_model
     from .session import InteractiveSession, SessionConfig
@@ -71,12 +72,10 @@ def measure(config: str, shipped: Path | None, clicks: int, soak_cases: int, thr
     rng = np.random.default_rng(0)
     predict_ms, click_ms, pi_ms = [], [], []
     rss_after: list[float] = []
-    n_cases = soak_cases
-    per_case = max(1, clicks // 10)
-    for case in range(n_cases):
+    for _ in range(n_cases):
         session.start_case(volume, (1.0, 1.0, 1.0), "benchmark", normalized=True)
         index = int(rng.integers(60, 140))
-        for t in range(per_case if case * per_case < clicks else 10):
+        for t in range(CLICKS_PER_CASE):
             click = Click(0, index, int(rng.integers(40, 216)), int(rng.integers(40, 216)), t % 3 != 1)
             t0 = time.perf_counter()
             session.add_click(click)
@@ -88,18 +87,19 @@ def measure(config: str, shipped: Path | None, clicks: int, soak_cases: int, thr
         summary = session.finish_case()
         pi_ms.append(summary.learn_ms / max(1, summary.slices_learned))
         rss_after.append(_rss_mb())
-    warm = 10 if n_cases > 20 else 1
+    warm = CLICKS_PER_CASE  # the first case warms up allocations and kernels
     return {
-        "predict_ms_p50": round(float(np.percentile(predict_ms[10:], 50)), 1),
-        "predict_ms_p95": round(float(np.percentile(predict_ms[10:], 95)), 1),
-        "click_ms_p50": round(float(np.percentile(click_ms[10:], 50)), 1),
-        "click_ms_p95": round(float(np.percentile(click_ms[10:], 95)), 1),
+        "predict_ms_p50": round(float(np.percentile(predict_ms[warm:], 50)), 1),
+        "predict_ms_p95": round(float(np.percentile(predict_ms[warm:], 95)), 1),
+        "click_ms_p50": round(float(np.percentile(click_ms[warm:], 50)), 1),
+        "click_ms_p95": round(float(np.percentile(click_ms[warm:], 95)), 1),
         "pi_ms_per_slice": round(float(np.median(pi_ms[1:])), 1),
         "load_ms": round(load_ms, 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "soak_clicks": len(click_ms),
         "soak_cases": n_cases,
-        "soak_rss_growth_mb": round(rss_after[-1] - rss_after[warm - 1], 1),
+        # RSS after the last case minus after the first (warm) case.
+        "soak_rss_growth_mb": round(rss_after[-1] - rss_after[0], 1),
         "parameters": sum(p.numel() for p in session.network.parameters()),
     }
 
@@ -128,7 +128,7 @@ def _command(args) -> int:
 
     shipped = args.model or default_model_dir()
     if args.worker:  # inside the per-configuration process
-        print(json.dumps(measure(args.worker, shipped, args.cases * 10, args.cases, args.threads)))
+        print(json.dumps(measure(args.worker, shipped, args.cases, args.threads)))
         return 0
     result = {
         "command": "interactive-adapt " + " ".join(sys.argv[1:]),

@@ -1,0 +1,50 @@
+"""Shared fixtures of the engine tests (loaded with `pytest_plugins = ["conftest_engine"]`).
+
+The domains are built from the installed data packages into a fresh cache folder of this test
+session, as CI does from nothing; the cost is a few seconds once per session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from InteractiveAdaptLib.datasets import Domain, load_domain
+from InteractiveAdaptLib.network import NetworkConfig, build_network
+
+# A 3-level U-Net of a few thousand parameters: fast on CPU, same code path as the real configs.
+TINY_CONFIG = NetworkConfig(name="tiny", channels=(8, 16, 32), num_res_units=1)
+
+
+@pytest.fixture(scope="session")
+def engine_cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("engine-cache")
+
+
+@pytest.fixture(scope="session")
+def engine_domain(engine_cache_dir) -> Callable[[str], Domain]:
+    """name -> Domain, built once per session into the session's cache folder."""
+    loaded: dict[str, Domain] = {}
+
+    def get(name: str) -> Domain:
+        if name not in loaded:
+            loaded[name] = load_domain(name, engine_cache_dir)
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture
+def tiny_network() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_network(TINY_CONFIG).eval()
+
+
+def disk(shape: tuple[int, int], center: tuple[float, float], radius: float) -> np.ndarray:
+    """Boolean disk of a given radius (in pixels) around `center`."""
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    return (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius**2
