@@ -21,8 +21,6 @@ from InteractiveAdaptLib.checkpoint import load_state, save_state, sha256_file
 from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.network import NetworkConfig, build_network
 
-pytest_plugins = ["conftest_engine"]
-
 DAMAGED = "damaged or is not an InteractiveAdapt weight file"
 
 

@@ -12,8 +12,6 @@ from scipy import ndimage
 
 from InteractiveAdaptLib.clicks import GUIDANCE_SIGMA_PX, error_clicks, first_click, guidance_maps, next_click
 
-pytest_plugins = ["conftest_engine"]
-
 FUZZ = settings(max_examples=150, deadline=None)
 
 

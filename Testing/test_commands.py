@@ -166,6 +166,7 @@ def test_export_model_measures_and_writes_a_loadable_model_card(tmp_path, monkey
     assert model.card["sha256"] == model.sha256 and model.card["training"]["steps_trained"] == 2
     assert "--steps 2" in model.card["training_command"]
     assert "## Not for" in (tmp_path / "models" / "tiny-test" / "README.md").read_text()
+    assert (tmp_path / "models" / "tiny-test" / "guard_slices.npz").stat().st_size > 1000
 
 
 @pytest.mark.slow

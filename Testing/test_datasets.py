@@ -26,8 +26,6 @@ from InteractiveAdaptLib.errors import ImageReadError, InvalidClickError
 from InteractiveAdaptLib.normalization import head_mask, normalize_intensity
 from InteractiveAdaptLib.slicing import extract_slice, in_plane_spacing
 
-pytest_plugins = ["conftest_engine"]
-
 
 def twin(label: int) -> int:
     return label + 1 if label % 2 else label - 1

@@ -18,8 +18,6 @@ from InteractiveAdaptLib.network import (
     count_parameters,
 )
 
-pytest_plugins = ["conftest_engine"]
-
 
 @pytest.mark.parametrize("size", [(37, 53), (5, 7), (1, 9), (1, 1), (2, 3), (4, 4), (64, 3)])
 def test_tiny_network_keeps_odd_slice_sizes(tiny_network, size):

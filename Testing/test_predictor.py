@@ -13,8 +13,6 @@ from InteractiveAdaptLib.clicks import guidance_maps
 from InteractiveAdaptLib.evaluation import click_dice_curve, evaluate
 from InteractiveAdaptLib.predictor import Predictor, dice
 
-pytest_plugins = ["conftest_engine"]
-
 
 def ramp(shape: tuple[int, int]) -> np.ndarray:
     rows, cols = np.mgrid[: shape[0], : shape[1]]

@@ -289,3 +289,48 @@ def test_fuzzed_click_sequences_raise_only_documented_errors(base, small_volume,
             assert 0 <= click.index < small_volume.shape[click.axis]
     summary = session.finish_case()
     assert summary.clicks >= 0
+
+
+@pytest.fixture(scope="module")
+def guarded_base(colin, tmp_path_factory):
+    """A tiny base model shipped with guard slices (held-out Colin27 slices, fixed clicks)."""
+    from InteractiveAdaptLib.forgetting_guard import GUARD_FILE, ForgettingGuard
+    from InteractiveAdaptLib.predictor import Predictor
+
+    torch.manual_seed(0)
+    model = save_base_model(build_network(TINY), tmp_path_factory.mktemp("guarded"), {"name": "tiny"})
+    brain = colin.target_mask("brain")
+    images = [colin.image[k] for k in (70, 100)]
+    masks = [brain[k] for k in (70, 100)]
+    ForgettingGuard.build(Predictor(model.network), images, masks).save(model.directory / GUARD_FILE)
+    return model
+
+
+def test_forgetting_guard_reverts_a_harmful_post_interaction_update(guarded_base, colin):
+    session = InteractiveSession(
+        guarded_base,
+        SessionConfig(adaptation=AdaptationConfig(lr=5e-2, mid_interaction=False), forgetting_guard=True),
+    )
+    session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+    session.add_click(brain_slice_click(colin))
+    before = weights(session)
+    score_before = session.guard.score(session.predictor)
+    wrong = ~colin.target_mask("brain")[AXIAL]  # an accepted mask that teaches the opposite of the brain
+    summary = session.finish_case({(0, AXIAL): wrong})
+    assert summary.guard_reverted and summary.steps_applied == 0
+    assert same_weights(before, weights(session))
+    assert session.guard.score(session.predictor) == pytest.approx(score_before)
+
+
+def test_forgetting_guard_keeps_an_update_within_its_threshold(guarded_base, colin):
+    session = InteractiveSession(
+        guarded_base,
+        SessionConfig(adaptation=AdaptationConfig(lr=1e-3, mid_interaction=False), forgetting_guard=True),
+    )
+    session.guard.threshold = 1.0  # any drop is allowed
+    session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+    session.add_click(brain_slice_click(colin))
+    before = weights(session)
+    summary = session.finish_case({(0, AXIAL): colin.target_mask("brain")[AXIAL]})
+    assert not summary.guard_reverted and summary.steps_applied == 2
+    assert not same_weights(before, weights(session))

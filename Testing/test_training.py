@@ -13,8 +13,6 @@ from InteractiveAdaptLib import network
 from InteractiveAdaptLib.cases import aal_targets_of_split
 from InteractiveAdaptLib.training import TrainConfig, Trainer
 
-pytest_plugins = ["conftest_engine"]
-
 
 @pytest.fixture
 def tiny_configs(monkeypatch):

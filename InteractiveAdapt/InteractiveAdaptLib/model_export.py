@@ -18,12 +18,14 @@ from .cases import aal_targets_of_split, enumerate_cases, spread_order
 from .checkpoint import load_state
 from .datasets import load_domain
 from .evaluation import evaluate
+from .forgetting_guard import GUARD_FILE, ForgettingGuard
 from .network import build_network
 from .predictor import Predictor
 from .streams import STREAMS
 
 EVAL_CASES = 100
 EVAL_SEED = 11
+GUARD_SLICES = 8
 
 
 def _git_commit() -> str:
@@ -66,6 +68,15 @@ def measure(network: torch.nn.Module, n_cases: int = EVAL_CASES) -> dict[str, di
     return metrics
 
 
+def write_guard_slices(network: torch.nn.Module, path: Path, count: int = GUARD_SLICES) -> None:
+    """Held-out (validation-pair) Colin27 slices with fixed clicks for the optional forgetting guard."""
+    colin = load_domain("colin27")
+    cases = spread_order(enumerate_cases(colin, aal_targets_of_split(colin, "val"), min_pixels=300), 5, count)
+    images = [case.image(colin) for case in cases]
+    masks = [case.mask(colin) for case in cases]
+    ForgettingGuard.build(Predictor(network), images, masks).save(path)
+
+
 def export_model(run: Path, output: Path, name: str, n_cases: int) -> Path:
     config = json.loads((run / "config.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
@@ -100,6 +111,7 @@ def export_model(run: Path, output: Path, name: str, n_cases: int) -> Path:
         "metrics": measure(network, n_cases),
     }
     model = save_base_model(network, output / name, card)
+    write_guard_slices(network, output / name / GUARD_FILE)
     (output / name / "README.md").write_text(model_card_markdown(model.card))
     return output / name
 

@@ -19,6 +19,7 @@ from .adaptation import AdaptationConfig, OnlineAdapter, Snapshot
 from .base_model import BaseModel, load_weights_into
 from .clicks import Click
 from .errors import CaseStateError, InvalidClickError
+from .forgetting_guard import GUARD_FILE, ForgettingGuard
 from .normalization import normalize_intensity
 from .predictor import Predictor, PreparedSlice
 from .site_store import suggest_name
@@ -37,6 +38,9 @@ class SessionConfig:
     target_spacing_mm: float = 1.0
     device: str = "cpu"
     seed: int = 0
+    # Revert a post-interaction update that costs the held-out source slices more than the guard's
+    # threshold (needs the model's guard_slices.npz).
+    forgetting_guard: bool = False
 
 
 @dataclass
@@ -58,6 +62,7 @@ class CaseSummary:
     steps_applied: int
     learn_ms: float
     version: int | None  # the site version saved, None when nothing was saved
+    guard_reverted: bool = False  # the forgetting guard undid this case's post-interaction update
 
 
 @dataclass
@@ -84,6 +89,9 @@ class InteractiveSession:
         self.network = base.network.to(self.config.device)
         self.predictor = Predictor(self.network, self.config.target_spacing_mm, device=self.config.device)
         self.adapter = OnlineAdapter(self.predictor, self.config.adaptation)
+        self.guard: ForgettingGuard | None = None
+        if self.config.forgetting_guard:
+            self.guard = ForgettingGuard.load(base.directory / GUARD_FILE)
         self.rng = np.random.default_rng(self.config.seed)
         self.profile: str | None = None
         self.version: int | None = None  # the site version the weights come from (None = base)
@@ -312,6 +320,9 @@ class InteractiveSession:
         n_clicks = len(self._clicks)
         if not learn or self.config.adaptation.mi_scope == "case":
             self.adapter.restore(self._case_start)  # case-local MI (only PI persists) or no learning
+        guard_before = pre_pi = None
+        if learn and self.config.adaptation.post_interaction and self.guard is not None:
+            guard_before, pre_pi = self.guard.score(self.predictor), self.adapter.snapshot()
         if learn and self.config.adaptation.post_interaction:
             for key, mask in masks.items():
                 mask = np.asarray(mask).astype(bool)
@@ -324,6 +335,17 @@ class InteractiveSession:
                     prepared, prepared.to_grid([first])[0], labels, self.rng
                 )
                 slices += 1
+        reverted = False
+        if guard_before is not None and steps:
+            after = self.guard.score(self.predictor)
+            if not self.guard.allows(guard_before, after):
+                self.adapter.restore(pre_pi)
+                steps, reverted = 0, True
+                log.warning(
+                    "post-interaction update reverted: held-out source Dice fell from %.3f to %.3f",
+                    guard_before,
+                    after,
+                )
         learn_ms = (time.perf_counter() - started) * 1000
         version = None
         if learn and (steps or (self.config.adaptation.mid_interaction and n_clicks)):
@@ -332,7 +354,7 @@ class InteractiveSession:
             version = self._save() if self.config.autosave else None
         self._volume = None
         self._reset_case_state()
-        return CaseSummary(slices, n_clicks, steps, learn_ms, version)
+        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
         clicks = self._slice_clicks(key)
