@@ -1,0 +1,234 @@
+r"""Render the README / Extensions Index screenshot for real: a Slicer Red slice view of a real MRI with
+the segment the shipped model produced from simulated clicks, and the clicks (green positive, red
+negative).
+
+Nothing is drawn by hand: Colin27 (a real T1 MRI) is loaded with Slicer's own volume reader into an
+offscreen trame-slicer Red (axial) view, the clicks are real left mouse clicks in that view, and the module's
+path (CaseManager -> ClickController -> Worker -> InteractiveSession) writes the segment, exactly as in
+Slicer. The clicks go where the simulated user of clicks.py (centre mode) puts them: the first in the
+middle of the structure, each next one in the middle of the largest error. Learning goes to a temporary
+site store, so the screenshot changes no site weights.
+
+    .venv/bin/python scripts/render_screenshot.py \
+        --model models/colin27-unet-default --output Resources/Screenshot.png
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before VTK creates its first render window: offscreen Mesa EGL, no X server (SLICER_TESTING.md).
+os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "InteractiveAdapt"))  # a source checkout without `pip install -e .`
+
+TEMPLATES = Path("/usr/share/mricron/templates")  # Debian package mricron-data
+MRI_FILE = TEMPLATES / "ch2.nii.gz"  # Colin27 T1
+ATLAS_FILE = TEMPLATES / "aal.nii.gz"  # AAL labels on the same grid: the "known structure"
+# (AAL structure, segment name, slice offset in mm from its largest axial cross-section), all from
+# held-out AAL pairs. The first one where the simulated user places both a positive and a negative click
+# is shown (so both colours appear); the first one when none does. Slightly below the largest cross-section
+# the slice also shows the ventricles and the insula: a recognisable brain slice.
+CANDIDATES = [
+    ("Temporal_Mid_R", "Middle temporal gyrus", -3.0),
+    ("Temporal_Sup_R", "Superior temporal gyrus", -6.0),
+    ("Frontal_Inf_Orb_R", "Inferior frontal gyrus, orbital part", 0.0),
+    ("Occipital_Inf_R", "Inferior occipital gyrus", 0.0),
+]
+SEGMENT_COLOR = (0.96, 0.72, 0.0)  # amber: apart from the green and red clicks (as in the icon)
+CLICKS = 3
+SIZE_PX = (800, 600)
+ZOOM = 1.25  # the head fills the view; the slice's empty border is cut
+PNG_COLOURS = 192  # palette PNG: a third of the size of a true-colour one, no visible banding
+
+
+def _volume_node(scene, path: Path, name: str, show: bool = True):
+    """Read an image file as Slicer's 'Add data' does (storage node: voxels and IJK->RAS from the header)."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    storage.SetFileName(str(path))
+    node.SetAndObserveStorageNodeID(storage.GetID())
+    if not storage.ReadData(node):
+        raise RuntimeError(f"Slicer could not read {path}; run scripts/setup.sh (package mricron-data).")
+    if show:
+        node.CreateDefaultDisplayNodes()
+    return node
+
+
+def _mouse_click_at(view, ras) -> tuple[int, int]:
+    """A real left click through the view's interactor at the screen pixel that shows a RAS point."""
+    import vtk
+
+    ras_to_xy = vtk.vtkMatrix4x4()
+    vtk.vtkMatrix4x4.Invert(view.get_view_node().GetXYToRAS(), ras_to_xy)
+    x, y, _, _ = ras_to_xy.MultiplyPoint([*ras, 1.0])
+    xy = (round(x), round(y))
+    interactor = view.interactor()
+    interactor.SetEventInformation(*xy, 0, 0, "\0", 0)
+    interactor.MouseMoveEvent()
+    interactor.LeftButtonPressEvent()
+    interactor.LeftButtonReleaseEvent()
+    return xy
+
+
+def _capture(view) -> np.ndarray:
+    """The view's pixels as (height, width, 3) uint8, top row first (as the screen shows them)."""
+    import vtk
+    from vtkmodules.util import numpy_support
+
+    view.render()
+    grab = vtk.vtkWindowToImageFilter()
+    grab.SetInput(view.render_window())
+    grab.SetInputBufferTypeToRGB()
+    grab.ReadFrontBufferOff()
+    grab.Update()
+    width, height, _ = grab.GetOutput().GetDimensions()
+    pixels = numpy_support.vtk_to_numpy(grab.GetOutput().GetPointData().GetScalars())
+    return np.ascontiguousarray(pixels.reshape(height, width, 3)[::-1])  # VTK rows run bottom-up
+
+
+def render_case(
+    model_dir: str | Path,
+    structure_name: str,
+    segment_name: str,
+    slice_offset_mm: float,
+    size: tuple[int, int] = SIZE_PX,
+) -> tuple[np.ndarray, dict]:
+    """Load the MRI into a Red view, click like the simulated user on one structure, and capture the view.
+
+    Returns the RGB pixels (top row first) and what was done: the slice (axis, index), the clicks
+    (row, col, positive), the Dice after each click and the view pixel (x, y) of each click.
+    """
+    from trame_slicer.core import SlicerApp
+    from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
+
+    from InteractiveAdaptLib import mrml_adapter as ma
+    from InteractiveAdaptLib.clicks import first_click, next_click
+    from InteractiveAdaptLib.datasets import aal_names
+    from InteractiveAdaptLib.predictor import dice
+    from InteractiveAdaptLib.settings import ModuleSettings, open_session
+    from InteractiveAdaptLib.worker import Worker
+
+    app = SlicerApp()
+    app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
+    red = app.view_manager.create_view(ViewLayoutDefinition.axial_view())
+    red.render_window().SetSize(*size)
+    volume = _volume_node(app.scene, MRI_FILE, "Colin27 T1")
+    atlas = _volume_node(app.scene, ATLAS_FILE, "AAL atlas", show=False)
+    geometry, atlas_grid = ma.volume_geometry(volume), ma.volume_geometry(atlas)
+    if geometry.shape_kji != atlas_grid.shape_kji or not np.allclose(
+        geometry.ijk_to_ras, atlas_grid.ijk_to_ras
+    ):
+        raise RuntimeError(f"{ATLAS_FILE} is not on the grid of {MRI_FILE}.")
+    label = next(n for n, name in aal_names().items() if name == structure_name)
+    structure = ma.volume_array(atlas) == label  # (K, J, I), voxel for voxel with the MRI
+    app.scene.RemoveNode(atlas)  # the user's scene holds the MRI only
+    red.set_background_volume_id(volume.GetID())
+    red.fit_view_to_content()
+    red.zoom(ZOOM)
+
+    segmentation = ma.create_segmentation(app.scene, volume, "Segmentation")
+    segment_id = segmentation.GetSegmentation().AddEmptySegment("", segment_name, list(SEGMENT_COLOR))
+    nodes = ma.prepare_case_nodes(app.scene, volume, segmentation, segment_id)
+    axis = ma.slice_axis(red.get_view_node(), geometry)
+    areas = np.moveaxis(structure, axis, 0).reshape(structure.shape[axis], -1).sum(axis=1)
+    largest_ras = geometry.kji_to_world(np.insert(np.zeros(2), axis, int(np.argmax(areas))))
+    offset_ras = ma.slice_normal(red.get_view_node()) * slice_offset_mm  # along the view's normal (S)
+    index, _, _ = ma.ras_to_slice_pixel(largest_ras + offset_ras, geometry, axis)
+    target = np.take(structure, index, axis)
+    red.get_view_node().JumpSliceByOffsetting(*geometry.kji_to_world(np.insert(np.zeros(2), axis, index)))
+
+    errors: list = []
+    done: dict = {
+        "structure": structure_name,
+        "slice": (axis, index),
+        "clicks": [],
+        "dice": [],
+        "view_xy": [],
+    }
+    worker = Worker()
+    with tempfile.TemporaryDirectory() as store:
+        try:
+            cases = ma.CaseManager(
+                worker, lambda settings: open_session(settings, store, model_dir, cuda_available=False)
+            )
+            settings = ModuleSettings(site="Screenshot", device="cpu")
+            cases.prepare(app.scene, settings, nodes, on_error=lambda error, tb: errors.append(error))
+            rng = np.random.default_rng(0)
+            click = first_click(target, "center", rng)
+            for _ in range(CLICKS):
+                if click is None:
+                    break  # nothing left to correct
+                row, col, positive = click
+                ma.start_placing(app.scene, nodes.positive if positive else nodes.negative)
+                xy = _mouse_click_at(
+                    red, geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
+                )
+                if not worker.drain(120) or errors:
+                    raise RuntimeError(f"The click was not processed: {errors or 'timeout'}")
+                shown = ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
+                done["clicks"].append(click)
+                done["view_xy"].append(xy)
+                done["dice"].append(round(dice(shown, target), 3))
+                click = next_click(shown, target, "center", rng)
+            ma.stop_placing(app.scene)
+            pixels = _capture(red)
+            cases.close(learn=False)
+        finally:
+            worker.shutdown(timeout=30)
+    return pixels, done
+
+
+def render_screenshot(model_dir: str | Path, size: tuple[int, int] = SIZE_PX, candidates=CANDIDATES):
+    """(RGB pixels, what was done) of the first candidate with a negative click among its clicks, else of
+    the first candidate."""
+    first = None
+    for structure_name, segment_name, offset_mm in candidates:
+        pixels, done = render_case(model_dir, structure_name, segment_name, offset_mm, size)
+        first = first or (pixels, done)
+        if len({positive for _, _, positive in done["clicks"]}) == 2:
+            return pixels, done
+    return first
+
+
+def save_png(pixels: np.ndarray, path: str | Path, colours: int = PNG_COLOURS) -> Path:
+    """A compact palette PNG (the README and the Extensions Index download it)."""
+    from PIL import Image  # Pillow comes with matplotlib, a dependency of the engine
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(pixels, "RGB").quantize(colours, method=Image.Quantize.MEDIANCUT, dither=0)
+    image.save(path, optimize=True)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="models/<name> folder (default: the one the module finds)")
+    parser.add_argument("--output", type=Path, default=REPO / "Resources" / "Screenshot.png")
+    parser.add_argument("--size", type=int, nargs=2, default=SIZE_PX, metavar=("WIDTH", "HEIGHT"))
+    args = parser.parse_args(argv)
+    if args.model is None:
+        from InteractiveAdaptLib.settings import find_base_model_dir
+
+        args.model = find_base_model_dir(REPO / "InteractiveAdapt")
+    pixels, done = render_screenshot(args.model, tuple(args.size))
+    path = save_png(pixels, args.output)
+    print(
+        f"{path}: {pixels.shape[1]} x {pixels.shape[0]} px, {path.stat().st_size // 1024} KB; "
+        f"{done['structure']} on slice (axis, index) {done['slice']}; "
+        f"clicks (row, col, positive) {done['clicks']}; Dice after each click {done['dice']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
