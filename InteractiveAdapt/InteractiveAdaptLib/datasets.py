@@ -113,8 +113,8 @@ def _mni_paths() -> dict[str, Path]:
     return {kind: base / stem.format(kind) for kind in ("t1", "gm", "wm")}
 
 
-def _mni_tissue() -> tuple[sitk.Image, np.ndarray, np.ndarray]:
-    """MNI152 T1 image, tissue label map (1 GM, 2 WM, 3 CSF) and brain mask."""
+def _mni_tissue() -> tuple[sitk.Image, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNI152 T1 image, tissue label map (1 GM, 2 WM, 3 CSF), brain mask, GM and WM probabilities."""
     paths = _mni_paths()
     t1 = _read(paths["t1"])
     gm = _array(_read(paths["gm"])).astype(np.float32) / 255
@@ -123,7 +123,7 @@ def _mni_tissue() -> tuple[sitk.Image, np.ndarray, np.ndarray]:
     csf = np.clip(1 - gm - wm, 0, 1)
     tissue = (np.argmax(np.stack([gm, wm, csf]), axis=0) + 1).astype(np.uint8)
     tissue[~brain] = 0
-    return t1, tissue, brain
+    return t1, tissue, brain, gm, wm
 
 
 def _aal_on(reference: sitk.Image) -> np.ndarray:
@@ -140,7 +140,7 @@ def _tissue_targets() -> dict[str, tuple[str, int]]:
 
 def load_mni152() -> Domain:
     """MNI152 2009a T1 (average of 152 subjects): a real shift across templates and scanners."""
-    t1, tissue, brain = _mni_tissue()
+    t1, tissue, brain, _, _ = _mni_tissue()
     return Domain(
         name="mni152",
         kind="real",
@@ -168,12 +168,8 @@ def synthesize_contrast(contrast: str, seed: int = 0) -> Domain:
     """
     params = SYNTHETIC_CONTRASTS[contrast]
     rng = np.random.default_rng(seed)
-    paths = _mni_paths()
-    t1_image = _read(paths["t1"])
+    t1_image, tissue, brain, gm, wm = _mni_tissue()
     t1 = _array(t1_image).astype(np.float32) / 255
-    gm = _array(_read(paths["gm"])).astype(np.float32) / 255
-    wm = _array(_read(paths["wm"])).astype(np.float32) / 255
-    _, tissue, brain = _mni_tissue()
     csf = np.clip(1 - gm - wm, 0, 1) * brain
     g, w, c = params["tissue"]
     image = g * gm + w * wm + c * csf
