@@ -139,10 +139,8 @@ def test_quick_benchmark_writes_marked_results_and_resumes(tiny_model, tmp_path)
 
 @pytest.mark.slow
 def test_demo_writes_table_plot_and_site_weights(tiny_model, tmp_path, capsys):
-    assert (
-        cli.main(["demo", "--model", str(tiny_model.directory), "--output", str(tmp_path), "--cases", "2"])
-        == 0
-    )
+    args = ["demo", "--model", str(tiny_model.directory), "--output", str(tmp_path), "--cases", "2"]
+    assert cli.main([*args, "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "| none |" in out and "| pi+mi |" in out and str((tmp_path / "demo.png").resolve()) in out
     assert (tmp_path / "demo.png").stat().st_size > 1000
