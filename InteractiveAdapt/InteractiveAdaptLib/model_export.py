@@ -77,7 +77,7 @@ def write_guard_slices(network: torch.nn.Module, path: Path, count: int = GUARD_
     ForgettingGuard.build(Predictor(network), images, masks).save(path)
 
 
-def export_model(run: Path, output: Path, name: str, n_cases: int) -> Path:
+def export_model(run: Path, output: Path, name: str, n_cases: int, note: str = "") -> Path:
     config = json.loads((run / "config.json").read_text())
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if line.strip()]
     checkpoint = load_state(run / "checkpoint.pt")
@@ -105,6 +105,7 @@ def export_model(run: Path, output: Path, name: str, n_cases: int) -> Path:
             "use the other 18 pairs; tissue classes are never training targets."
         ),
         "seed": config["seed"],
+        "note": note,
         "git_commit": _git_commit(),
         "evaluation": f"simulated user, component-centre clicks, {n_cases} held-out cases per entry, seed {EVAL_SEED}, "
         "no adaptation; Dice as fractions",
@@ -163,12 +164,13 @@ def register(subparsers) -> None:
     p.add_argument("--output", type=Path, default=Path("models"))
     p.add_argument("--cases", type=int, default=EVAL_CASES, help="held-out cases per metric entry")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--note", default="", help="free text for the card (e.g. how the run was resumed)")
     p.set_defaults(func=_export_command)
 
 
 def _export_command(args) -> int:
     torch.set_num_threads(args.threads)
-    path = export_model(args.run, args.output, args.name, args.cases)
+    path = export_model(args.run, args.output, args.name, args.cases, args.note)
     print(f"model written to {path}")
     print((path / "README.md").read_text())
     return 0
