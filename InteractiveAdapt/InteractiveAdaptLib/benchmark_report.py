@@ -67,6 +67,11 @@ def write_report(results: dict[str, dict], output: Path) -> None:
     for name, result in results.items():
         (output / f"adaptation-{name}.json").write_text(json.dumps(result, indent=1) + "\n")
         plot_stream(result, output / f"adaptation-{name}.png")
+    # The table covers every stream in the folder, also those written by earlier (resumed) runs.
+    everything = {
+        path.stem.removeprefix("adaptation-"): json.loads(path.read_text())
+        for path in sorted(output.glob("adaptation-*.json"))
+    }
     (output / "adaptation.md").write_text(
-        "# Online adaptation benchmark\n\n" + markdown_table(results) + "\n"
+        "# Online adaptation benchmark\n\n" + markdown_table(everything) + "\n"
     )
