@@ -334,3 +334,22 @@ def test_forgetting_guard_keeps_an_update_within_its_threshold(guarded_base, col
     summary = session.finish_case({(0, AXIAL): colin.target_mask("brain")[AXIAL]})
     assert not summary.guard_reverted and summary.steps_applied == 2
     assert not same_weights(before, weights(session))
+
+
+def test_a_profile_from_another_base_model_is_refused_until_the_user_restarts_it(base, colin, tmp_path):
+    from InteractiveAdaptLib.errors import IncompatibleBaseModelError
+
+    store = SiteStore(tmp_path / "store")
+    old_weights = {k: v + 1 for k, v in base.fresh_state().items()}
+    store.profile("Test hospital", "brain").save(
+        old_weights, None, base_sha256="0" * 64, cases_learned=3, clicks_learned=9
+    )
+    session = make_session(base, store=store)
+    with pytest.raises(IncompatibleBaseModelError):
+        session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+    session.restart_profile_from_base("brain")
+    assert same_weights(weights(session), base.fresh_state()) and session.version is None
+    session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+    session.add_click(brain_slice_click(colin))
+    assert session.finish_case().version == 2  # the old version 1 stays listed
+    assert [v.version for v in store.profile("Test hospital", "brain").versions()] == [1, 2]

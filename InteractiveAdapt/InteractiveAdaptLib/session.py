@@ -133,6 +133,16 @@ class InteractiveSession:
         self.network.eval()
         self.profile = profile
 
+    def restart_profile_from_base(self, profile: str) -> None:
+        """After the user agreed: a profile adapted from an older base model starts again from the
+        shipped one (its old versions stay listed and exportable)."""
+        if self.store is not None:
+            self._profile_store(profile).restart_from_base(self.base.sha256)
+        self._memory_profiles.pop(profile, None)
+        if self.profile == profile:
+            self.profile = None
+        self.use_profile(profile)
+
     # ------------------------------------------------------------------ case lifecycle
     def _reset_case_state(self) -> None:
         self._clicks: list[Click] = []
