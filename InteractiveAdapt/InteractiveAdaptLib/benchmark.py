@@ -125,8 +125,9 @@ def run_stream(
     """One method on one ordered stream; returns per-case curves, latencies and the source Dice@5.
     With a `store`, every learned case is saved as a site version (the demo keeps them)."""
     learning = method.adaptation is not None
+    no_learning = AdaptationConfig(mid_interaction=False, post_interaction=False)
     config = SessionConfig(
-        adaptation=method.adaptation or AdaptationConfig(),
+        adaptation=method.adaptation or no_learning,
         autosave=store is not None,
         seed=seed,
         forgetting_guard=method.guard,

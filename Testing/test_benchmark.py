@@ -1,0 +1,62 @@
+"""The benchmark's methods do what their names say, on real MNI152 slices with a tiny real network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from InteractiveAdaptLib.base_model import save_base_model
+from InteractiveAdaptLib.benchmark import MAX_CLICKS, methods, noc, run_stream
+from InteractiveAdaptLib.datasets import load_domain
+from InteractiveAdaptLib.evaluation import click_dice_curve
+from InteractiveAdaptLib.network import NetworkConfig, build_network
+from InteractiveAdaptLib.predictor import Predictor
+from InteractiveAdaptLib.slicing import in_plane_spacing
+from InteractiveAdaptLib.streams import STREAMS
+
+
+@pytest.fixture(scope="module")
+def setting(tmp_path_factory):
+    torch.manual_seed(0)
+    base = save_base_model(
+        build_network(NetworkConfig("tiny", (8, 16, 32), 0)), tmp_path_factory.mktemp("m"), {}
+    )
+    domain = load_domain("mni152")
+    cases = STREAMS["mni152-grey-matter"].cases(domain, 3, seed=1000)
+    return base, domain, cases, load_domain("colin27")
+
+
+def weights(network) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in network.state_dict().items()}
+
+
+def test_no_adaptation_is_the_plain_predictor_and_changes_no_weight(setting):
+    base, domain, cases, colin = setting
+    before = weights(base.network)
+    run = run_stream(base, domain, cases, methods()["none"], 0, colin)
+    assert all(torch.equal(before[k], v) for k, v in base.network.state_dict().items())
+    predictor = Predictor(base.network)
+    for i, case in enumerate(cases):
+        spacing = in_plane_spacing(domain.spacing_kji, case.axis)
+        rng = np.random.default_rng([0, i])
+        plain = click_dice_curve(predictor, case.image(domain), spacing, case.mask(domain), 10, "center", rng)
+        np.testing.assert_allclose(run["curves"][i][:10], plain, atol=1e-4)
+
+
+def test_learning_methods_change_the_weights_they_say(setting):
+    base, domain, cases, colin = setting
+    state = weights(base.network)
+    for name in ("pi", "pi+mi", "tent", "click-only"):
+        base.network.load_state_dict(state)
+        run = run_stream(base, domain, cases[:2], methods()[name], 0, colin)
+        changed = any(not torch.equal(state[k], v) for k, v in base.network.state_dict().items())
+        assert changed, f"{name} learned nothing"
+        assert len(run["curves"]) == 2 and len(run["curves"][0]) == MAX_CLICKS
+    base.network.load_state_dict(state)
+
+
+def test_clicks_needed_counts_from_one_and_caps():
+    curve = np.array([0.5, 0.79, 0.81, 0.86, 0.91] + [0.95] * 15)
+    assert (noc(curve, 0.80), noc(curve, 0.85), noc(curve, 0.90)) == (3, 4, 5)
+    assert noc(np.full(MAX_CLICKS, 0.5), 0.8) == MAX_CLICKS
