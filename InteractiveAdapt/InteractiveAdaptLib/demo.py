@@ -81,7 +81,8 @@ def register(subparsers) -> None:
     p.add_argument("--output", type=Path, default=Path("output/demo"))
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--cases", type=int, default=40)
-    p.add_argument("--threads", type=int, default=2)
+    # One thread: the small network gains little from two, and two slow to a crawl on a busy machine.
+    p.add_argument("--threads", type=int, default=1)
     p.set_defaults(func=_command)
 
 
