@@ -138,7 +138,7 @@ class MidInteractionProbe:
         if pending is None:
             return self._learn_pending()
         key, previous_clicks, _newest, shown_logits = pending
-        prepared = self.session._prepared_slice(key)
+        prepared = self.session.prepared_slice(key)
         pseudo_label = shown_logits.argmax(dim=1)  # y_t on the network grid, (1, h, w)
         before = self._cross_entropy(prepared, previous_clicks, pseudo_label)
         ran = self._learn_pending()

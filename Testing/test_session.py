@@ -68,7 +68,7 @@ def test_mid_interaction_pulls_previous_clicks_prediction_towards_pseudo_label(b
     session.add_click(first)
     session.learn_pending()
     shown = session.add_click(second)  # y_t, shown before learning
-    prepared = session._prepared_slice((0, AXIAL))
+    prepared = session.prepared_slice((0, AXIAL))
     pseudo = torch.as_tensor(shown.mask, dtype=torch.long)[None]
 
     def loss_towards_pseudo_label() -> float:

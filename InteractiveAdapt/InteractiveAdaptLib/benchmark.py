@@ -142,7 +142,7 @@ def run_stream(
         key = (case.axis, case.index)
         point = first_click(target, mode, rng)
         if method.baseline == "tent":  # adapt to the image first, then segment it
-            prepared = session._prepared_slice(key)
+            prepared = session.prepared_slice(key)
             session.adapter.guarded_update(prepared, prepared.to_grid([point]), _entropy_loss)
         curve = np.ones(MAX_CLICKS)
         accepted = None
@@ -154,17 +154,17 @@ def run_stream(
                 if learning:
                     session.learn_pending()
                 if method.baseline == "click-only":
-                    prepared = session._prepared_slice(key)
-                    grid = prepared.to_grid(session._slice_clicks(key))
+                    prepared = session.prepared_slice(key)
+                    grid = prepared.to_grid(session.slice_clicks(key))
                     session.adapter.guarded_update(prepared, grid, _click_ce_loss(grid))
                 click_ms.append((time.perf_counter() - started) * 1000)
                 if t == TEACHING_CLICKS - 1:
                     accepted = mask
                     session.discard_pending()
-                clicks_so_far = session._slice_clicks(key)
+                clicks_so_far = session.slice_clicks(key)
             else:  # clicks 11-20 only measure NoC: weights frozen
                 clicks_so_far.append(point)
-                prepared = session._prepared_slice(key)
+                prepared = session.prepared_slice(key)
                 mask = session.predictor.to_native(
                     session.predictor.logits(prepared, clicks_so_far), prepared
                 )

@@ -190,15 +190,17 @@ class InteractiveSession:
     def case_open(self) -> bool:
         return self._volume is not None
 
-    def _prepared_slice(self, key: SliceKey) -> PreparedSlice:
+    def prepared_slice(self, key: SliceKey) -> PreparedSlice:
+        """The slice (axis, index) of the open case on the network's grid (cached for the case)."""
         if key not in self._prepared:
             image = extract_slice(self._volume, *key)
             self._prepared[key] = self.predictor.prepare(image, in_plane_spacing(self._spacing, key[0]))
         return self._prepared[key]
 
-    def _slice_clicks(
+    def slice_clicks(
         self, key: SliceKey, clicks: list[Click] | None = None
     ) -> list[tuple[float, float, bool]]:
+        """(row, col, positive) of the case's clicks (or of `clicks`) on the slice (axis, index)."""
         return [
             (c.row, c.col, c.positive)
             for c in (clicks if clicks is not None else self._clicks)
@@ -225,10 +227,10 @@ class InteractiveSession:
         self.learn_pending()  # learn from the previous click before this one is processed
         started = time.perf_counter()
         key = (click.axis, click.index)
-        previous_clicks = self._slice_clicks(key)
+        previous_clicks = self.slice_clicks(key)
         self._undo.append(_UndoEntry(click, self._predictions.get(key)))
         self._clicks.append(click)
-        prepared = self._prepared_slice(key)
+        prepared = self.prepared_slice(key)
         logits = self.predictor.logits(prepared, previous_clicks + [(click.row, click.col, click.positive)])
         mask = self.predictor.to_native(logits, prepared)
         self._predictions[key] = mask
@@ -248,7 +250,7 @@ class InteractiveSession:
         entry = self._undo[-1]
         entry.weights = self.adapter.snapshot()
         self._trim_undo()
-        prepared = self._prepared_slice(key)
+        prepared = self.prepared_slice(key)
         grid = prepared.to_grid(previous + [newest])
         return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits)
 
@@ -290,12 +292,12 @@ class InteractiveSession:
         removed = self._clicks.pop(n)
         self._undo = deque(e for e in self._undo if e.click is not removed)
         key = (removed.axis, removed.index)
-        remaining = self._slice_clicks(key)
+        remaining = self.slice_clicks(key)
         if not remaining:
             self._predictions.pop(key, None)
             return None
         started = time.perf_counter()
-        prepared = self._prepared_slice(key)
+        prepared = self.prepared_slice(key)
         mask = self.predictor.to_native(self.predictor.logits(prepared, remaining), prepared)
         self._predictions[key] = mask
         return SlicePrediction(key[0], key[1], mask, (time.perf_counter() - started) * 1000)
@@ -339,7 +341,7 @@ class InteractiveSession:
                 first = self._first_click(key, mask)
                 if first is None:
                     continue
-                prepared = self._prepared_slice(key)
+                prepared = self.prepared_slice(key)
                 labels = prepared.labels_to_grid(mask)
                 steps += self.adapter.post_interaction(
                     prepared, prepared.to_grid([first])[0], labels, self.rng
@@ -367,7 +369,7 @@ class InteractiveSession:
         return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
-        clicks = self._slice_clicks(key)
+        clicks = self.slice_clicks(key)
         if clicks:
             return clicks[0]
         if not mask.any():
