@@ -8,6 +8,7 @@ adaptation and once with PI + MI as in the paper; a table, a plot and the learne
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -88,5 +89,7 @@ def register(subparsers) -> None:
 
 def _command(args) -> int:
     torch.set_num_threads(args.threads)
+    # One "saved version" line per case would scroll the progress bar away; the summary says where they are.
+    logging.getLogger("InteractiveAdaptLib.site_store").setLevel(logging.WARNING)
     run_demo(args.output, args.model or default_model_dir(), args.cases)
     return 0
