@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,9 @@ class TrainConfig:
     crop: int = 160
     ccg_weight: float = 200.0
     max_clicks: int = 10  # N ~ U{1..max_clicks}
+    correction_rounds: int = 1  # further rounds on the model's own errors, each with probability 1/2
+    lr_schedule: str = "constant"  # or "cosine" (decays to 0 at `steps`)
+    augment: str = "full"  # or "none" (ablation: what the augmentations cost in-domain)
     min_train_pixels: int = 50
     val_cases: int = 48
     val_clicks: int = 6
@@ -45,7 +49,13 @@ class TrainConfig:
     threads: int = 2
 
 
-def _augmentations(crop: int) -> mt.Compose:
+LR_SCHEDULES = ("constant", "cosine")
+AUGMENTS = ("full", "none")
+
+
+def _augmentations(kind: str) -> mt.Compose:
+    if kind == "none":
+        return mt.Compose([])
     keys = ["image", "label"]
     return mt.Compose(
         [
@@ -105,7 +115,7 @@ class Trainer:
         self.network = build_network(config.network)
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
         self.loss = SegmentationLoss(ccg_weight=config.ccg_weight)
-        self.augment = _augmentations(config.crop)
+        self.augment = _augmentations(config.augment)
         self.step = 0
         self.best_dice = -1.0
 
@@ -173,8 +183,10 @@ class Trainer:
         for b in range(len(samples)):
             extra = int(rng.integers(0, cfg.max_clicks))
             clicks[b] += error_clicks(predictions[b], masks[b], extra, modes[b], rng)
-        # Half the time one more round on the model's own new errors, like a user correcting.
-        if rng.random() < 0.5:
+        # Further rounds on the model's own new errors, like a user correcting (each half the time).
+        for _ in range(cfg.correction_rounds):
+            if rng.random() >= 0.5:
+                break
             predictions = self._predict(images, clicks)
             for b in range(len(samples)):
                 click = next_click(predictions[b], masks[b], modes[b], rng)
@@ -187,9 +199,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), 5.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
         self.optimizer.step()
         self.step += 1
         return float(loss.detach())
+
+    def learning_rate(self) -> float:
+        """The lr of the current step (a function of the step alone, so resume needs no extra state)."""
+        if self.config.lr_schedule == "cosine":
+            return self.config.lr * 0.5 * (1.0 + math.cos(math.pi * self.step / self.config.steps))
+        return self.config.lr
 
     def validate(self) -> float:
         """Mean Dice after `val_clicks` clicks on held-out (validation) AAL pairs."""
@@ -251,9 +271,12 @@ def register(subparsers) -> None:
         "val_every",
         "checkpoint_every",
         "val_cases",
+        "correction_rounds",
     ):
         p.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(TrainConfig, name))
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=TrainConfig.lr_schedule)
+    p.add_argument("--augment", choices=AUGMENTS, default=TrainConfig.augment)
     p.add_argument("--cache-dir", type=Path, default=None)
     p.set_defaults(func=_train_command)
 
