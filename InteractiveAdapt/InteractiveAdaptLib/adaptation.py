@@ -53,10 +53,24 @@ class OnlineAdapter:
         self.predictor = predictor
         self.network = predictor.network
         self.config = config
-        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=config.lr)
+        self.optimizer = self._new_optimizer()
         self.loss = SegmentationLoss(ccg_weight=config.ccg_weight, ccg_sigma=config.ccg_sigma)
         self.steps_applied = 0
         self.steps_rejected = 0
+
+    def _new_optimizer(self) -> torch.optim.Adam:
+        # foreach: one fused update for all tensors (about a third faster per step on CPU).
+        return torch.optim.Adam(self.network.parameters(), lr=self.config.lr, foreach=True)
+
+    def reset_optimizer(self) -> None:
+        """A fresh Adam (no moments), as for a profile that starts from the base model."""
+        self.optimizer = self._new_optimizer()
+
+    def load_optimizer_state(self, state: dict[str, Any]) -> None:
+        """Adam's moments from a saved version; the lr stays this session's choice."""
+        self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups:
+            group["lr"], group["foreach"] = self.config.lr, True
 
     def set_lr(self, lr: float) -> None:
         self.config.lr = lr
@@ -65,9 +79,14 @@ class OnlineAdapter:
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> Snapshot:
+        optimizer = self.optimizer.state_dict()
         return Snapshot(
             model={k: v.detach().clone() for k, v in self.network.state_dict().items()},
-            optimizer=copy.deepcopy(self.optimizer.state_dict()),
+            # Cloning the tensors directly is several times faster than deepcopy (taken every click).
+            optimizer={
+                "state": {i: _clone_values(entry) for i, entry in optimizer["state"].items()},
+                "param_groups": copy.deepcopy(optimizer["param_groups"]),
+            },
         )
 
     def restore(self, snapshot: Snapshot) -> None:
@@ -81,11 +100,12 @@ class OnlineAdapter:
         grid_clicks: list[ClickTuple],
         loss_clicks: list[ClickTuple],
         labels: torch.Tensor,
+        before: Snapshot | None = None,
     ) -> tuple[bool, torch.Tensor]:
         """One guarded Adam step pulling f(I, grid_clicks) towards `labels` with DF + CCG on
         `loss_clicks`. Returns (applied, the logits before the step)."""
         return self.guarded_update(
-            prepared, grid_clicks, lambda logits: self.loss(logits, labels[None], [loss_clicks])
+            prepared, grid_clicks, lambda logits: self.loss(logits, labels[None], [loss_clicks]), before
         )
 
     def guarded_update(
@@ -93,9 +113,11 @@ class OnlineAdapter:
         prepared: PreparedSlice,
         grid_clicks: list[ClickTuple],
         loss_of: Callable[[torch.Tensor], torch.Tensor],
+        before: Snapshot | None = None,
     ) -> tuple[bool, torch.Tensor]:
         """One Adam step on loss_of(f(I, grid_clicks)). A non-finite loss or gradient leaves weights
-        and optimiser untouched; non-finite weights after the step are rolled back."""
+        and optimiser untouched; non-finite weights after the step are rolled back to `before`
+        (a snapshot of the current state the caller already holds, else one is taken here)."""
         self.network.train()
         logits = self.network(self.predictor.network_input(prepared, grid_clicks))
         loss = loss_of(logits)
@@ -103,15 +125,17 @@ class OnlineAdapter:
         if not torch.isfinite(loss):
             return self._reject("loss", logits)
         loss.backward()
-        grads = [p.grad for p in self.network.parameters() if p.grad is not None]
-        if not all(torch.isfinite(g).all() for g in grads):
+        params = [p for p in self.network.parameters() if p.grad is not None]
+        # One fused norm serves both the finiteness check and the clipping.
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+        if not torch.isfinite(grad_norm):
             self.optimizer.zero_grad(set_to_none=True)
             return self._reject("gradient", logits)
-        before = self.snapshot()
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.config.grad_clip)
+        before = before if before is not None else self.snapshot()
+        torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if not all(torch.isfinite(p).all() for p in self.network.parameters()):
+        if not torch.isfinite(torch.nn.utils.get_total_norm(list(self.network.parameters()))):
             self.restore(before)
             return self._reject("weights", logits)
         self.network.eval()
@@ -131,14 +155,16 @@ class OnlineAdapter:
         previous: list[ClickTuple],
         newest: ClickTuple,
         prediction_logits: torch.Tensor,
+        before: Snapshot | None = None,
     ) -> bool:
         """MI: pull f(I, C_{t-1}) towards y_t = argmax f(I, C_t), CCG on the newest click (grid coords)."""
-        labels = prediction_logits[0].argmax(0)
+        # argmax over 2 classes as a comparison (same ties: class 0); torch's argmax(0) is ~50x slower here.
+        labels = (prediction_logits[0, 1] > prediction_logits[0, 0]).long()
         if self.config.pseudo_label == "prediction+clicks":
             labels = labels.clone()
             r, c, positive = newest
             labels[int(round(r)), int(round(c))] = int(positive)
-        applied, _ = self.step(prepared, previous, [newest], labels)
+        applied, _ = self.step(prepared, previous, [newest], labels, before)
         return applied
 
     def post_interaction(
@@ -152,3 +178,7 @@ class OnlineAdapter:
         clicks = [first] + [(float(r), float(c), p) for r, c, p in extra]
         applied2, _ = self.step(prepared, clicks, clicks, accepted)
         return int(applied1) + int(applied2)
+
+
+def _clone_values(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in entry.items()}

@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from scipy import ndimage
 
 from .adaptation import AdaptationConfig, OnlineAdapter, Snapshot
@@ -115,7 +114,7 @@ class InteractiveSession:
             return
         if self.profile is not None and self.store is None:
             self._memory_profiles[self.profile] = self.adapter.snapshot()
-        self.adapter.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.adaptation.lr)
+        self.adapter.reset_optimizer()
         self.version, self.cases_learned, self.clicks_learned = None, 0, 0
         loaded = None
         if self.store is not None:
@@ -123,7 +122,7 @@ class InteractiveSession:
         if loaded is not None:
             load_weights_into(self.network, loaded.model_state, f"site '{self.site}' profile '{profile}'")
             if loaded.optimizer_state is not None:
-                self.adapter.optimizer.load_state_dict(loaded.optimizer_state)
+                self.adapter.load_optimizer_state(loaded.optimizer_state)
             self.version = loaded.info.version
             self.cases_learned, self.clicks_learned = loaded.info.cases_learned, loaded.info.clicks_learned
         elif profile in self._memory_profiles:
@@ -252,7 +251,8 @@ class InteractiveSession:
         self._trim_undo()
         prepared = self.prepared_slice(key)
         grid = prepared.to_grid(previous + [newest])
-        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits)
+        # The undo snapshot doubles as the step's rollback point (one copy of the weights per click).
+        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, entry.weights)
 
     def discard_pending(self) -> None:
         """Drop the pending MI step (the paper runs none after the last click of a case)."""
