@@ -3,7 +3,10 @@ behaviour lives in InteractiveAdaptLib; its torch imports wait until the depende
 
 import logging
 import os
+import tempfile
+from pathlib import Path
 
+import numpy as np
 import qt
 import slicer
 import vtk
@@ -19,9 +22,10 @@ from slicer.util import VTKObservationMixin
 from InteractiveAdaptLib import dependencies
 from InteractiveAdaptLib import mrml_adapter as mrml
 from InteractiveAdaptLib import settings as prefs
-from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
 from InteractiveAdaptLib.worker import Worker
 
+MODIFIED = vtk.vtkCommand.ModifiedEvent
 SHORTCUTS = {"positivePointButton": "P", "negativePointButton": "N", "undoButton": "Ctrl+Z"}
 # settings field -> (widget, Qt property, change signal)
 SETTINGS_WIDGETS = {
@@ -43,7 +47,6 @@ class InteractiveAdapt(ScriptedLoadableModule):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = "InteractiveAdapt"
         self.parent.categories = ["Segmentation"]
-        self.parent.dependencies = []
         self.parent.contributors = ["InteractiveAdapt developers"]
         self.parent.helpText = (
             "Segment a structure on MRI with a few clicks; the network learns from every click and every "
@@ -144,13 +147,11 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, parameterNode):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(
-                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
-            )
+            self.removeObserver(self._parameterNode, MODIFIED, self.onParameterNodeModified)
         self._parameterNode = parameterNode
         if parameterNode:
             self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
-            self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.addObserver(parameterNode, MODIFIED, self.onParameterNodeModified)
             self.onParameterNodeModified()
 
     def onParameterNodeModified(self, caller=None, event=None):
@@ -186,7 +187,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         try:
             if not self.ensureDependencies():
                 raise InteractiveAdaptError("Segmenting needs the Python packages installed first.")
-            self.logic.prepareCase(self._parameterNode, self.showError, self.setStatus)
+            self.logic.prepareCase(self._parameterNode, self.onCaseError, self.setStatus)
             self.logic.worker.submit(lambda: None, on_done=self.refreshVersions)  # once the case is open
             pn = self._parameterNode
             mrml.start_placing(slicer.mrmlScene, pn.positivePoints if positive else pn.negativePoints)
@@ -267,6 +268,13 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic.worker.poll()  # applies results (segment slices, status) here, on the main thread
         self.ui.progressBar.visible = self.ui.cancelButton.visible = self.logic.worker.busy
         self.ui.progressBar.setFormat(self.logic.worker.current_description or "Working...")
+
+    def onCaseError(self, error, traceback=""):
+        ask = f"{error}\n\nStart this segment's learning again from the shipped model now?"
+        if not (isinstance(error, IncompatibleBaseModelError) and slicer.util.confirmYesNoDisplay(ask)):
+            return self.showError(error, traceback)
+        self.logic.cases.restart_profile_from_base()
+        self.setStatus("Learning starts again from the shipped model; its old versions stay listed.")
 
     def setStatus(self, text):
         self.ui.statusLabel.text = text
@@ -364,11 +372,6 @@ class InteractiveAdaptTest(ScriptedLoadableModuleTest):
 
     def test_ClickSegmentFinish(self):
         """The whole flow inside Slicer: point in the Red view -> segment on that slice -> finish -> site version."""
-        import tempfile
-        from pathlib import Path
-
-        import numpy as np
-
         self.delayDisplay("Small MRI-like volume: a bright ball in noise")
         k, j, i = np.mgrid[:24, :64, :64]
         ball = ((k - 12) * 2.5) ** 2 + (j - 32) ** 2 + (i - 30) ** 2 < 15**2
@@ -380,7 +383,6 @@ class InteractiveAdaptTest(ScriptedLoadableModuleTest):
         pn = logic.getParameterNode()
         pn.inputVolume = volume
         logic.prepareCase(pn, lambda error, tb="": errors.append(error), logging.info)
-        self.delayDisplay("A positive point in the Red view")
         ras = [-30.0, -32.0, 30.0]  # voxel (i=30, j=32, k=12), inside the ball
         slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode().JumpSliceByOffsetting(*ras)
         pn.positivePoints.AddControlPointWorld(vtk.vtkVector3d(*ras))

@@ -746,3 +746,63 @@ def test_the_controller_drives_the_real_engine_session(mri_scene, tiny_model_dir
         assert finished[0].value.version == 1 and list((tmp_path / "store").rglob("v000001.pt"))
     finally:
         worker.shutdown(timeout=10)
+
+
+def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_asked(
+    mri_scene, tiny_model_dir, tmp_path
+):
+    """The module asks the user, then calls CaseManager.restart_profile_from_base: the case goes on."""
+    import torch
+    from conftest_engine import TINY_CONFIG
+
+    from InteractiveAdaptLib.base_model import save_base_model
+    from InteractiveAdaptLib.errors import IncompatibleBaseModelError
+    from InteractiveAdaptLib.network import build_network
+    from InteractiveAdaptLib.settings import ModuleSettings, open_session
+
+    settings, store = ModuleSettings(site="Test site"), tmp_path / "store"
+    torch.manual_seed(1)
+    older_base = save_base_model(build_network(TINY_CONFIG), tmp_path / "older", {"name": "older"}).directory
+    old = open_session(settings, store, older_base, cuda_available=False)
+    geometry = ma.volume_geometry(mri_scene.volume)
+    old.start_case(ma.volume_array(mri_scene.volume), geometry.spacing_kji, "Structure")
+    kji = _target(mri_scene, 0)
+    axis = mri_scene.spec.view_axis["Axial"]
+    old.add_click(old_click := _engine_click(kji, axis))
+    assert old.finish_case(accepted=None, learn=True).version == 1 and old_click
+
+    errors: list = []
+    worker = Worker()
+    try:
+        cases = ma.CaseManager(worker, lambda s: open_session(s, store, tiny_model_dir, cuda_available=False))
+        nodes = ma.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+        cases.prepare(mri_scene.scene, settings, nodes, on_error=lambda e, tb: errors.append(e))
+        assert worker.drain(60)
+        assert len(errors) == 1 and isinstance(errors[0], IncompatibleBaseModelError)
+        assert "base model" in str(errors[0])
+
+        cases.restart_profile_from_base()
+        assert worker.drain(60) and len(errors) == 1
+        view = add_slice_node(mri_scene.scene, "Red", "Axial", voxel_ras(mri_scene.spec, kji))
+        assert view is not None
+        nodes.positive.AddControlPointWorld(vtk.vtkVector3d(*voxel_ras(mri_scene.spec, kji)))
+        assert worker.drain(60) and len(errors) == 1
+        np.testing.assert_array_equal(
+            ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, kji[axis]),
+            cases.session.prediction(axis, kji[axis]),
+        )
+        finished: list = []
+        cases.controller.finish_case(learn=True, on_done=finished.append)
+        assert worker.drain(60) and finished[0].ok, finished[0].traceback
+        assert finished[0].value.version == 2  # version 1 (older base) stays listed
+        versions = cases.session.store.profile("Test site", "Structure").versions()
+        assert [v.base_sha256 == cases.session.base.sha256 for v in versions] == [False, True]
+    finally:
+        worker.shutdown(timeout=10)
+
+
+def _engine_click(kji, axis):
+    from InteractiveAdaptLib.clicks import Click
+
+    row, col = [int(kji[a]) for a in range(3) if a != axis]
+    return Click(axis, int(kji[axis]), row, col, True)

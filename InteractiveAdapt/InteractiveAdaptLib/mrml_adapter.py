@@ -890,6 +890,18 @@ class CaseManager:
         )
         self.controller.start_case()
 
+    def restart_profile_from_base(self) -> None:
+        """After the user agreed: the case's profile, learned from another base model, starts again from
+        the shipped one (its old versions stay listed and exportable), then the case starts again."""
+        if self.controller is None:
+            raise CaseStateError("There is no case to start again: choose the volume and segment first.")
+        self.executor.submit(
+            self.session.restart_profile_from_base,
+            self.profile,
+            description="Starting the profile again from the shipped model",
+        )
+        self.controller.start_case()
+
     def close(self, learn: bool = False) -> None:
         """End the current case keeping the segment as it is (learning from it only if asked)."""
         if self.controller is not None:
