@@ -19,8 +19,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from InteractiveAdaptLib import dependencies
-from InteractiveAdaptLib import mrml_adapter as mrml
+from InteractiveAdaptLib import dependencies, mrml
 from InteractiveAdaptLib import settings as prefs
 from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
 from InteractiveAdaptLib.worker import Worker

@@ -10,7 +10,7 @@ import slicer
 import vtk
 from conftest import COLIN27, make_core
 
-from InteractiveAdaptLib import mrml_adapter as ma
+from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.image_io import Volume, read_volume, write_dicom_series
 
 pytestmark = pytest.mark.slicer
@@ -55,6 +55,6 @@ def test_engine_and_slicer_storage_node_read_the_same_voxels_and_geometry(colin_
     np.testing.assert_allclose(ijk_to_ras(node), engine.ijk_to_ras, atol=1e-3)
 
     # The adapter, which the module uses on whatever the DICOM module loaded, sees the same volume.
-    geometry = ma.volume_geometry(node)
-    np.testing.assert_array_equal(ma.volume_array(node), engine.array)
+    geometry = mrml.volume_geometry(node)
+    np.testing.assert_array_equal(mrml.volume_array(node), engine.array)
     np.testing.assert_allclose(np.asarray(geometry.ijk_to_ras), engine.ijk_to_ras, atol=1e-3)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import vtk
 from conftest import COLIN27, REPO
 
-from InteractiveAdaptLib import mrml_adapter as ma
+from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.cases import aal_pair_split
 from InteractiveAdaptLib.checkpoint import sha256_file
 from InteractiveAdaptLib.clicks import Click, first_click, next_click
@@ -181,9 +181,9 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
     # (store under the Slicer settings folder), the case started on the worker thread.
     settings_folder = tmp_path / "Slicer settings"
     store_root = site_store_root(settings_folder / "Slicer.ini")
-    segmentation = ma.create_segmentation(app.scene, volume_node)
+    segmentation = mrml.create_segmentation(app.scene, volume_node)
     segment_id = segmentation.GetSegmentation().AddEmptySegment("", SEGMENT_NAME)
-    nodes = ma.prepare_case_nodes(app.scene, volume_node, segmentation, segment_id)
+    nodes = mrml.prepare_case_nodes(app.scene, volume_node, segmentation, segment_id)
     sessions, errors = [], []
 
     def open_probed_session(settings):
@@ -193,7 +193,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
 
     worker = Worker()
     try:
-        cases = ma.CaseManager(worker, open_probed_session)
+        cases = mrml.CaseManager(worker, open_probed_session)
         cases.prepare(
             app.scene,
             ModuleSettings(site=SITE, user=USER),  # the module's defaults otherwise
@@ -206,11 +206,11 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
         assert cases.profile == SEGMENT_NAME
 
         def segment_slice(axis: int, index: int) -> np.ndarray:
-            return ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
+            return mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
 
         def click_like_the_simulated_user(view, expected_axis: int) -> tuple[tuple[int, int], list[float]]:
             """Up to MAX_CLICKS real clicks in `view` on the structure's largest slice; stops at MIN_DICE."""
-            axis = ma.slice_axis(view.get_view_node(), geometry)
+            axis = mrml.slice_axis(view.get_view_node(), geometry)
             assert axis == expected_axis
             index = largest_cross_section(structure, axis)
             target = np.take(structure, index, axis)
@@ -223,10 +223,10 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
             for _ in range(MAX_CLICKS):
                 row, col, positive = click
                 ras = geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
-                ma.start_placing(app.scene, nodes.positive if positive else nodes.negative)
+                mrml.start_placing(app.scene, nodes.positive if positive else nodes.negative)
                 mouse_click(view, ras_to_view_xy(view, ras))
                 # the view under the mouse (the crosshair's) decides the slice, even where views cross
-                assert ma.cursor_slice_node(app.scene) is view.get_view_node()
+                assert mrml.cursor_slice_node(app.scene) is view.get_view_node()
                 assert worker.drain(60), "the worker did not finish in time"
                 assert not errors, errors
                 assert session.clicks[-1] == Click(axis, index, row, col, positive), "missed the pixel"
@@ -236,13 +236,13 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
                 if dices[-1] >= MIN_DICE:
                     break
                 click = next_click(shown, target, "center", rng)
-            ma.stop_placing(app.scene)
+            mrml.stop_placing(app.scene)
             return (axis, index), dices
 
         # Red (axial): the array's J axis for this sagittal stack
         red_key, red_dices = click_like_the_simulated_user(red, expected_axis=1)
         assert red_dices[-1] >= MIN_DICE, f"Red view: Dice {red_dices} after {len(red_dices)} clicks"
-        written = ma.read_segment(nodes.segmentation, nodes.segment_id, geometry)
+        written = mrml.read_segment(nodes.segmentation, nodes.segment_id, geometry)
         red_mask = segment_slice(*red_key)
         assert written.sum() == red_mask.sum() > 0, "only the clicked slice may be written"
 
@@ -251,7 +251,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
         assert yellow_dices[-1] >= MIN_DICE, (
             f"Yellow view: Dice {yellow_dices} after {len(yellow_dices)} clicks"
         )
-        written = ma.read_segment(nodes.segmentation, nodes.segment_id, geometry)
+        written = mrml.read_segment(nodes.segmentation, nodes.segment_id, geometry)
         on_clicked_slices = np.zeros_like(written, bool)
         on_clicked_slices[:, red_key[1], :] = True
         on_clicked_slices[yellow_key[1], :, :] = True
@@ -344,7 +344,7 @@ def test_screenshot_script_renders_the_segment_and_the_clicks_the_right_way_up(s
     # Each click is drawn where it was clicked, in its colour: view y runs bottom-up, picture rows top-down,
     # so this also checks that the picture is not upside down.
     for (_, _, positive), (x, y) in zip(done["clicks"], done["view_xy"], strict=True):
-        colour = ma.POSITIVE_COLOR if positive else ma.NEGATIVE_COLOR
+        colour = mrml.POSITIVE_COLOR if positive else mrml.NEGATIVE_COLOR
         around = pixels[height - 1 - y - 2 : height - y + 2, x - 2 : x + 3]
         assert _near(around, colour).all(), f"no {'green' if positive else 'red'} point at ({x}, {y})"
 

@@ -12,7 +12,7 @@ import vtk
 from conftest import GEOMETRIES, add_slice_node, add_volume, make_core, voxel_ras
 from threshold_session_double import ClickDouble, ThresholdSessionDouble
 
-from InteractiveAdaptLib import mrml_adapter as ma
+from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.errors import CaseStateError, ImageReadError, InvalidClickError
 from InteractiveAdaptLib.worker import InlineExecutor, Worker
 
@@ -26,7 +26,7 @@ def _target(mri, n: int) -> tuple[int, int, int]:
 
 
 def _segmentation(mri, *names: str):
-    seg = ma.create_segmentation(mri.scene, mri.volume)
+    seg = mrml.create_segmentation(mri.scene, mri.volume)
     ids = [seg.GetSegmentation().AddEmptySegment("", name) for name in names]
     return seg, ids
 
@@ -35,16 +35,16 @@ def _segmentation(mri, *names: str):
 
 
 def test_volume_geometry_and_array_follow_the_node(mri_scene):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     assert geometry.shape_kji == mri_scene.array.shape
     np.testing.assert_allclose(geometry.ijk_to_ras, mri_scene.spec.ijk_to_ras(), atol=1e-9)
     np.testing.assert_allclose(geometry.ijk_to_world, geometry.ijk_to_ras)
     i, j, k = mri_scene.spec.spacing_ijk
     assert geometry.spacing_kji == pytest.approx((k, j, i))
-    array = ma.volume_array(mri_scene.volume)
+    array = mrml.volume_array(mri_scene.volume)
     np.testing.assert_array_equal(array, mri_scene.array)
     array[0, 0, 0] += 1  # a copy: the scene's voxels do not change
-    np.testing.assert_array_equal(ma.volume_array(mri_scene.volume), mri_scene.array)
+    np.testing.assert_array_equal(mrml.volume_array(mri_scene.volume), mri_scene.array)
 
 
 def test_linear_parent_transform_moves_clicks_but_not_the_labelmap_grid(mri_scene):
@@ -53,15 +53,15 @@ def test_linear_parent_transform_moves_clicks_but_not_the_labelmap_grid(mri_scen
     shift.SetElement(0, 3, 12.5)
     transform.SetMatrixTransformToParent(shift)
     mri_scene.volume.SetAndObserveTransformNodeID(transform.GetID())
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     kji = _target(mri_scene, 0)
     world = voxel_ras(mri_scene.spec, kji) + [12.5, 0, 0]
     np.testing.assert_allclose(geometry.world_to_kji(world), kji, atol=1e-9)
-    seg = ma.create_segmentation(mri_scene.scene, mri_scene.volume)
+    seg = mrml.create_segmentation(mri_scene.scene, mri_scene.volume)
     with pytest.raises(CaseStateError, match="different transforms"):
-        ma.prepare_segmentation(seg, mri_scene.volume)
+        mrml.prepare_segmentation(seg, mri_scene.volume)
     seg.SetAndObserveTransformNodeID(transform.GetID())
-    ma.prepare_segmentation(seg, mri_scene.volume)
+    mrml.prepare_segmentation(seg, mri_scene.volume)
 
 
 # ---------------------------------------------------------------- clicks in each view
@@ -69,22 +69,22 @@ def test_linear_parent_transform_moves_clicks_but_not_the_labelmap_grid(mri_scen
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_point_in_a_view_hits_the_intended_pixel(mri_scene, view):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     for n in range(len(TARGETS_KJI)):
         kji = _target(mri_scene, n)
         ras = voxel_ras(mri_scene.spec, kji)
         # three views through other points, the clicked one through the target
         others = {v: add_slice_node(mri_scene.scene, v, v, ras + 7.3) for v in VIEWS if v != view}
         clicked = add_slice_node(mri_scene.scene, view, view, ras)
-        assert ma.find_slice_node(mri_scene.scene, ras) is clicked
-        axis = ma.slice_axis(clicked, geometry)
+        assert mrml.find_slice_node(mri_scene.scene, ras) is clicked
+        axis = mrml.slice_axis(clicked, geometry)
         assert axis == mri_scene.spec.view_axis[view]
-        index, row, col = ma.ras_to_slice_pixel(ras, geometry, axis)
+        index, row, col = mrml.ras_to_slice_pixel(ras, geometry, axis)
         assert index == kji[axis] and (row, col) == tuple(v for a, v in enumerate(kji) if a != axis)
         assert np.take(mri_scene.array, index, axis)[row, col] == mri_scene.array[kji]
         # anywhere inside the voxel rounds to it
         step = geometry.ijk_to_world[:3, :3] @ np.array([0.45, -0.45, 0.45])
-        assert ma.ras_to_slice_pixel(ras + step, geometry, axis) == (index, row, col)
+        assert mrml.ras_to_slice_pixel(ras + step, geometry, axis) == (index, row, col)
         for node in [*others.values(), clicked]:
             mri_scene.scene.RemoveNode(node)
 
@@ -94,29 +94,29 @@ def test_the_view_under_the_mouse_wins_where_planes_cross(mri_scene):
     ras = voxel_ras(mri_scene.spec, kji)
     red = add_slice_node(mri_scene.scene, "Red", "Axial", ras)
     yellow = add_slice_node(mri_scene.scene, "Yellow", "Sagittal", ras)  # both planes hold the point
-    assert ma.find_slice_node(mri_scene.scene, ras, preferred=yellow) is yellow
-    assert ma.find_slice_node(mri_scene.scene, ras, preferred=red) is red
+    assert mrml.find_slice_node(mri_scene.scene, ras, preferred=yellow) is yellow
+    assert mrml.find_slice_node(mri_scene.scene, ras, preferred=red) is red
 
 
 def test_point_off_every_slice_plane_is_refused(mri_scene):
     ras = voxel_ras(mri_scene.spec, _target(mri_scene, 0))
     add_slice_node(mri_scene.scene, "Red", "Axial", ras + 5)
     with pytest.raises(InvalidClickError, match="not on a slice view"):
-        ma.find_slice_node(mri_scene.scene, ras)
+        mrml.find_slice_node(mri_scene.scene, ras)
 
 
 @pytest.mark.parametrize("offset_voxels", [(-1, 0, 0), (0, 0, 1), (0, -2, 0)])
 def test_point_outside_the_volume_is_refused(mri_scene, offset_voxels):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     corner = np.where(np.array(offset_voxels) > 0, np.array(geometry.shape_kji) - 1, 0)
     outside = geometry.kji_to_world(corner + np.array(offset_voxels) * 0.6)  # > half a voxel out
     for axis in range(3):
         with pytest.raises(InvalidClickError, match="outside the image"):
-            ma.ras_to_slice_pixel(outside, geometry, axis)
+            mrml.ras_to_slice_pixel(outside, geometry, axis)
 
 
 def test_oblique_view_is_refused_until_rotated_to_the_volume_plane(mri_scene):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     red = add_slice_node(mri_scene.scene, "Red", "Axial")
     tilt = vtk.vtkTransform()
     tilt.RotateX(20)
@@ -124,9 +124,9 @@ def test_oblique_view_is_refused_until_rotated_to_the_volume_plane(mri_scene):
     red.GetSliceToRAS().DeepCopy(tilt.GetMatrix())
     red.UpdateMatrices()
     with pytest.raises(InvalidClickError, match="Rotate to volume plane"):
-        ma.slice_axis(red, geometry)
-    ma.align_slice_views([red], mri_scene.volume)
-    assert ma.slice_axis(red, geometry) == mri_scene.spec.view_axis["Axial"]
+        mrml.slice_axis(red, geometry)
+    mrml.align_slice_views([red], mri_scene.volume)
+    assert mrml.slice_axis(red, geometry) == mri_scene.spec.view_axis["Axial"]
 
 
 def test_obliquely_acquired_volume_needs_aligned_views(colin_block):
@@ -137,17 +137,17 @@ def test_obliquely_acquired_volume_needs_aligned_views(colin_block):
     rotation.RotateX(12)  # a tilted acquisition
     directions = np.array([[rotation.GetMatrix().GetElement(r, c) for c in range(3)] for r in range(3)])
     volume.SetIJKToRASDirections((directions @ np.asarray(spec.directions, float)).tolist())
-    geometry = ma.volume_geometry(volume)
+    geometry = mrml.volume_geometry(volume)
     red = add_slice_node(core.scene, "Red", "Axial")
     with pytest.raises(InvalidClickError):
-        ma.slice_axis(red, geometry)
-    ma.align_slice_views([red], volume)
-    assert ma.slice_axis(red, geometry) == 0
+        mrml.slice_axis(red, geometry)
+    mrml.align_slice_views([red], volume)
+    assert mrml.slice_axis(red, geometry) == 0
     # a click on the aligned view still lands on the voxel it was placed on
     ras = geometry.kji_to_world((6, 10, 20))
     red.JumpSliceByOffsetting(*ras)
-    assert ma.find_slice_node(core.scene, ras) is red
-    assert ma.ras_to_slice_pixel(ras, geometry, 0) == (6, 10, 20)
+    assert mrml.find_slice_node(core.scene, ras) is red
+    assert mrml.ras_to_slice_pixel(ras, geometry, 0) == (6, 10, 20)
 
 
 # ---------------------------------------------------------------- bad volumes
@@ -165,13 +165,13 @@ def _vector_volume(scene, components: int, scalar_type: int):
 def test_rgb_volume_gets_a_clear_message():
     core = make_core()
     with pytest.raises(ImageReadError, match="colour \\(RGB\\)"):
-        ma.volume_geometry(_vector_volume(core.scene, 3, vtk.VTK_UNSIGNED_CHAR))
+        mrml.volume_geometry(_vector_volume(core.scene, 3, vtk.VTK_UNSIGNED_CHAR))
 
 
 def test_multi_component_volume_gets_a_clear_message():
     core = make_core()
     with pytest.raises(ImageReadError, match="4D"):
-        ma.volume_array(_vector_volume(core.scene, 6, vtk.VTK_FLOAT))
+        mrml.volume_array(_vector_volume(core.scene, 6, vtk.VTK_FLOAT))
 
 
 def test_sequence_frame_label_map_and_missing_volume_get_clear_messages(colin_block):
@@ -184,16 +184,16 @@ def test_sequence_frame_label_map_and_missing_volume_get_clear_messages(colin_bl
     browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
     browser.AddProxyNode(volume, sequence, False)
     with pytest.raises(ImageReadError, match="4D sequence"):
-        ma.check_scalar_volume(volume)
+        mrml.check_scalar_volume(volume)
     labels = core.scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
     labels.SetAndObserveImageData(volume.GetImageData())
     with pytest.raises(ImageReadError, match="label map"):
-        ma.check_scalar_volume(labels)
+        mrml.check_scalar_volume(labels)
     with pytest.raises(CaseStateError, match="Select the MRI volume"):
-        ma.check_scalar_volume(None)
+        mrml.check_scalar_volume(None)
     empty = core.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
     with pytest.raises(ImageReadError, match="no image data"):
-        ma.check_scalar_volume(empty)
+        mrml.check_scalar_volume(empty)
 
 
 # ---------------------------------------------------------------- labelmap slices
@@ -206,7 +206,7 @@ def _blob(shape, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("shared_layer", [False, True])
 def test_write_slice_changes_that_slice_of_that_segment_only(mri_scene, shared_layer):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     seg, (target, other) = _segmentation(mri_scene, "target", "other")
     shape = geometry.shape_kji
     # content everywhere first: both segments, several slices of each axis
@@ -215,46 +215,46 @@ def test_write_slice_changes_that_slice_of_that_segment_only(mri_scene, shared_l
     before_other = np.zeros(shape, np.uint8)
     before_other[1:-5, 2:-8, 6:-1] = 1
     for index in range(shape[0]):
-        ma.write_slice(seg, target, geometry, 0, index, before_target[index])
-        ma.write_slice(seg, other, geometry, 0, index, before_other[index])
+        mrml.write_slice(seg, target, geometry, 0, index, before_target[index])
+        mrml.write_slice(seg, other, geometry, 0, index, before_other[index])
     if shared_layer:
         seg.GetSegmentation().CollapseBinaryLabelmaps(False)
-    np.testing.assert_array_equal(ma.read_segment(seg, target, geometry), before_target)
-    np.testing.assert_array_equal(ma.read_segment(seg, other, geometry), before_other)
+    np.testing.assert_array_equal(mrml.read_segment(seg, target, geometry), before_target)
+    np.testing.assert_array_equal(mrml.read_segment(seg, other, geometry), before_other)
 
     expected = before_target.copy()
     for axis in range(3):
         index = shape[axis] // 2 + axis
         mask = _blob(geometry.slice_shape(axis), axis)
-        ma.write_slice(seg, target, geometry, axis, index, mask)
+        mrml.write_slice(seg, target, geometry, axis, index, mask)
         key = [slice(None)] * 3
         key[axis] = index
         expected[tuple(key)] = mask
-        np.testing.assert_array_equal(ma.read_slice(seg, target, geometry, axis, index), mask)
-        np.testing.assert_array_equal(ma.read_segment(seg, target, geometry), expected)
-        np.testing.assert_array_equal(ma.read_segment(seg, other, geometry), before_other)
+        np.testing.assert_array_equal(mrml.read_slice(seg, target, geometry, axis, index), mask)
+        np.testing.assert_array_equal(mrml.read_segment(seg, target, geometry), expected)
+        np.testing.assert_array_equal(mrml.read_segment(seg, other, geometry), before_other)
 
 
 def test_write_into_an_empty_segment_and_clear_it_again(mri_scene):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     seg, (target,) = _segmentation(mri_scene, "target")
-    assert ma.read_segment(seg, target, geometry).sum() == 0
+    assert mrml.read_segment(seg, target, geometry).sum() == 0
     mask = _blob(geometry.slice_shape(1), 3)
-    ma.write_slice(seg, target, geometry, 1, 4, mask)
-    full = ma.read_segment(seg, target, geometry)
+    mrml.write_slice(seg, target, geometry, 1, 4, mask)
+    full = mrml.read_segment(seg, target, geometry)
     assert full.sum() == mask.sum() and np.array_equal(full[:, 4, :], mask)
-    ma.write_slice(seg, target, geometry, 1, 4, np.zeros_like(mask))
-    assert ma.read_segment(seg, target, geometry).sum() == 0
+    mrml.write_slice(seg, target, geometry, 1, 4, np.zeros_like(mask))
+    assert mrml.read_segment(seg, target, geometry).sum() == 0
 
 
 def test_write_slice_refuses_wrong_shapes_and_deleted_segments(mri_scene):
-    geometry = ma.volume_geometry(mri_scene.volume)
+    geometry = mrml.volume_geometry(mri_scene.volume)
     seg, (target,) = _segmentation(mri_scene, "target")
     with pytest.raises(ValueError, match="does not match"):
-        ma.write_slice(seg, target, geometry, 0, 0, np.zeros((3, 3), np.uint8))
+        mrml.write_slice(seg, target, geometry, 0, 0, np.zeros((3, 3), np.uint8))
     seg.GetSegmentation().RemoveSegment(target)
     with pytest.raises(CaseStateError, match="was deleted"):
-        ma.read_slice(seg, target, geometry, 0, 0)
+        mrml.read_slice(seg, target, geometry, 0, 0)
 
 
 def test_segment_profile_from_terminology_or_name(mri_scene):
@@ -264,27 +264,27 @@ def test_segment_profile_from_terminology_or_name(mri_scene):
         "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
         "~SCT^12738006^Brain~^^~Anatomic codes - DICOM master list~^^~^^"
     )
-    assert ma.segment_profile(seg, brain) == "Brain"
-    assert ma.segment_profile(seg, lesion) == "Lesion"
+    assert mrml.segment_profile(seg, brain) == "Brain"
+    assert mrml.segment_profile(seg, lesion) == "Lesion"
     generic = seg.GetSegmentation().GetSegment(lesion)
     generic.SetTerminology(
         "Segmentation category and type - 3D Slicer General Anatomy list~SCT^85756007^Tissue"
         "~SCT^85756007^Tissue~^^~Anatomic codes - DICOM master list~^^~^^"
     )
-    assert ma.segment_profile(seg, lesion) == "Lesion"
+    assert mrml.segment_profile(seg, lesion) == "Lesion"
 
 
 def test_prepare_segmentation_sets_geometry_and_refuses_surfaces(mri_scene):
     seg = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "bare")
-    ma.prepare_segmentation(seg, mri_scene.volume)
+    mrml.prepare_segmentation(seg, mri_scene.volume)
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     assert seg.GetNodeReference(role) is mri_scene.volume
     surface = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "surface")
     surface.GetSegmentation().SetSourceRepresentationName("Closed surface")
     surface.GetSegmentation().AddEmptySegment("", "s")
     with pytest.raises(CaseStateError, match="Binary labelmap"):
-        ma.prepare_segmentation(surface, mri_scene.volume)
-    assert ma.ensure_segment(seg, None, "Structure") == seg.GetSegmentation().GetSegmentIdBySegmentName(
+        mrml.prepare_segmentation(surface, mri_scene.volume)
+    assert mrml.ensure_segment(seg, None, "Structure") == seg.GetSegmentation().GetSegmentIdBySegmentName(
         "Structure"
     )
 
@@ -297,14 +297,14 @@ class Harness:
 
     def __init__(self, mri, executor=None, **kwargs):
         self.mri = mri
-        self.geometry = ma.volume_geometry(mri.volume)
+        self.geometry = mrml.volume_geometry(mri.volume)
         self.seg, (self.segment_id, self.other_id) = _segmentation(mri, "target", "other")
-        self.positive, self.negative = ma.create_click_nodes(mri.scene)
+        self.positive, self.negative = mrml.create_click_nodes(mri.scene)
         self.session = ThresholdSessionDouble()
         self.errors: list[BaseException] = []
         self.views = {v: add_slice_node(mri.scene, v, v) for v in VIEWS}
         self.executor = executor or InlineExecutor()
-        self.controller = ma.ClickController(
+        self.controller = mrml.ClickController(
             self.session,
             self.executor,
             mri.volume,
@@ -328,10 +328,10 @@ class Harness:
         return axis, kji[axis]
 
     def read(self, key) -> np.ndarray:
-        return ma.read_slice(self.seg, self.segment_id, self.geometry, *key)
+        return mrml.read_slice(self.seg, self.segment_id, self.geometry, *key)
 
     def full(self) -> np.ndarray:
-        return ma.read_segment(self.seg, self.segment_id, self.geometry)
+        return mrml.read_segment(self.seg, self.segment_id, self.geometry)
 
 
 def _composed(shape, writes) -> np.ndarray:
@@ -374,9 +374,9 @@ def test_clicks_in_each_view_segment_that_slice_only(mri_scene):
     assert [name for name, _ in h.session.calls] == ["start_case"] + ["add_click", "learn_pending"] * 3
     # points are locked and coloured by their list
     assert all(h.positive.GetNthControlPointLocked(n) for n in range(3))
-    assert h.positive.GetDisplayNode().GetSelectedColor() == pytest.approx(ma.POSITIVE_COLOR)
-    assert h.negative.GetDisplayNode().GetSelectedColor() == pytest.approx(ma.NEGATIVE_COLOR)
-    assert ma.read_segment(h.seg, h.other_id, h.geometry).sum() == 0
+    assert h.positive.GetDisplayNode().GetSelectedColor() == pytest.approx(mrml.POSITIVE_COLOR)
+    assert h.negative.GetDisplayNode().GetSelectedColor() == pytest.approx(mrml.NEGATIVE_COLOR)
+    assert mrml.read_segment(h.seg, h.other_id, h.geometry).sum() == 0
 
 
 def test_undo_restores_the_slice_exactly_including_earlier_painting(mri_scene):
@@ -384,8 +384,8 @@ def test_undo_restores_the_slice_exactly_including_earlier_painting(mri_scene):
     kji = _target(mri_scene, 0)
     key = h.slice_of("Axial", kji)
     painted = _blob(h.geometry.slice_shape(key[0]), 7)
-    ma.write_slice(h.seg, h.segment_id, h.geometry, *key, painted)  # painted with the Segment Editor
-    ma.write_slice(h.seg, h.segment_id, h.geometry, key[0], key[1] - 1, painted)  # and on the next slice
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, *key, painted)  # painted with the Segment Editor
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, key[0], key[1] - 1, painted)  # and on the next slice
     before_case = h.full()
 
     h.click("Axial", kji)
@@ -469,7 +469,7 @@ def test_reset_restores_every_touched_slice_and_finish_reads_back_corrections(mr
     key = h.slice_of("Coronal", kji)
     corrected = h.read(key)
     corrected[:2, :] = 1  # a Segment Editor correction after the prediction
-    ma.write_slice(h.seg, h.segment_id, h.geometry, *key, corrected)
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, *key, corrected)
     done = []
     h.controller.finish_case(learn=False, on_done=done.append)
     ((accepted, learn),) = h.session.finished
@@ -527,14 +527,14 @@ def test_a_point_deleted_before_its_prediction_arrives_changes_nothing(mri_scene
 
 
 def test_place_mode_helpers_drive_the_interaction_node(mri_scene):
-    positive, negative = ma.create_click_nodes(mri_scene.scene)
-    assert ma.placing_node(mri_scene.scene) is None
-    ma.start_placing(mri_scene.scene, negative, persistent=True)
-    assert ma.placing_node(mri_scene.scene) is negative
+    positive, negative = mrml.create_click_nodes(mri_scene.scene)
+    assert mrml.placing_node(mri_scene.scene) is None
+    mrml.start_placing(mri_scene.scene, negative, persistent=True)
+    assert mrml.placing_node(mri_scene.scene) is negative
     interaction = mri_scene.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
     assert interaction.GetPlaceModePersistence() == 1
-    ma.stop_placing(mri_scene.scene)
-    assert ma.placing_node(mri_scene.scene) is None
+    mrml.stop_placing(mri_scene.scene)
+    assert mrml.placing_node(mri_scene.scene) is None
 
 
 # ---------------------------------------------------------------- real mouse clicks in slice views
@@ -569,11 +569,11 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
         view.render_window().SetSize(320, 320)
         view.set_background_volume_id(volume.GetID())
         view.fit_view_to_content()
-    seg = ma.create_segmentation(app.scene, volume)
-    segment_id = ma.ensure_segment(seg, None, "Brain")
-    positive, negative = ma.create_click_nodes(app.scene)
+    seg = mrml.create_segmentation(app.scene, volume)
+    segment_id = mrml.ensure_segment(seg, None, "Brain")
+    positive, negative = mrml.create_click_nodes(app.scene)
     session, errors = ThresholdSessionDouble(), []
-    controller = ma.ClickController(
+    controller = mrml.ClickController(
         session, InlineExecutor(), volume, seg, segment_id, positive, negative,
         click_factory=ClickDouble, on_error=lambda error, tb: errors.append(error),
     )  # fmt: skip
@@ -584,24 +584,24 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     ras = voxel_ras(spec, kji)
     red.get_view_node().JumpSliceByOffsetting(*ras)
     red.render()
-    ma.start_placing(app.scene, positive, persistent=True)
+    mrml.start_placing(app.scene, positive, persistent=True)
     _mouse_click(red, ras)
     assert positive.GetNumberOfControlPoints() == 1 and not errors
     assert session.clicks == [ClickDouble(0, 9, 14, 21, True)]
-    red_slice = ma.read_slice(seg, segment_id, geometry, 0, 9)
+    red_slice = mrml.read_slice(seg, segment_id, geometry, 0, 9)
     np.testing.assert_array_equal(red_slice, session.predict(0, 9))
     assert red_slice[14, 21] == 1
-    full = ma.read_segment(seg, segment_id, geometry)
+    full = mrml.read_segment(seg, segment_id, geometry)
     assert full.sum() == red_slice.sum()  # nothing outside that slice
     # persistent place mode: the next click also places a point (no re-arming needed)
-    assert ma.placing_node(app.scene) is positive
+    assert mrml.placing_node(app.scene) is positive
 
     # negative click in the Yellow (sagittal) view: sagittal fixes I here
     kji2 = (12, 16, 24)  # off the Red plane, so the click does not land on its intersection line
     ras2 = voxel_ras(spec, kji2)
     yellow.get_view_node().JumpSliceByOffsetting(*ras2)
     yellow.render()
-    ma.start_placing(app.scene, negative, persistent=True)
+    mrml.start_placing(app.scene, negative, persistent=True)
     _mouse_click(yellow, ras2)
     assert negative.GetNumberOfControlPoints() == 1 and not errors
     assert session.clicks[-1] == ClickDouble(2, 24, 12, 16, False)
@@ -610,8 +610,8 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     # Ctrl+Z in the module == undo_last: the sagittal slice goes back exactly
     assert controller.undo_last()
     assert negative.GetNumberOfControlPoints() == 0
-    np.testing.assert_array_equal(ma.read_segment(seg, segment_id, geometry), full)
-    ma.stop_placing(app.scene)
+    np.testing.assert_array_equal(mrml.read_segment(seg, segment_id, geometry), full)
+    mrml.stop_placing(app.scene)
     controller.cleanup()
 
 
@@ -625,13 +625,13 @@ def test_prepare_case_nodes_creates_what_is_missing_and_aligns_the_views(mri_sce
     tilt.Concatenate(red.GetSliceToRAS())
     red.GetSliceToRAS().DeepCopy(tilt.GetMatrix())
     red.UpdateMatrices()
-    nodes = ma.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     assert nodes.segmentation.IsA("vtkMRMLSegmentationNode")
     assert nodes.segmentation.GetSegmentation().GetSegment(nodes.segment_id).GetName() == "Structure"
-    assert nodes.positive.GetAttribute(ma.ROLE_ATTRIBUTE) == "positive"
-    assert nodes.negative.GetAttribute(ma.ROLE_ATTRIBUTE) == "negative"
-    assert ma.slice_axis(red, ma.volume_geometry(mri_scene.volume)) == mri_scene.spec.view_axis["Axial"]
-    again = ma.prepare_case_nodes(
+    assert nodes.positive.GetAttribute(mrml.ROLE_ATTRIBUTE) == "positive"
+    assert nodes.negative.GetAttribute(mrml.ROLE_ATTRIBUTE) == "negative"
+    assert mrml.slice_axis(red, mrml.volume_geometry(mri_scene.volume)) == mri_scene.spec.view_axis["Axial"]
+    again = mrml.prepare_case_nodes(
         mri_scene.scene,
         mri_scene.volume,
         nodes.segmentation,
@@ -641,7 +641,7 @@ def test_prepare_case_nodes_creates_what_is_missing_and_aligns_the_views(mri_sce
     )
     assert again == nodes  # nothing new when everything exists
     with pytest.raises(CaseStateError):
-        ma.prepare_case_nodes(mri_scene.scene, None)
+        mrml.prepare_case_nodes(mri_scene.scene, None)
 
 
 def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri_scene):
@@ -651,8 +651,8 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
         opened.append(settings)
         return ThresholdSessionDouble()
 
-    cases = ma.CaseManager(InlineExecutor(), open_session)
-    nodes = ma.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    cases = mrml.CaseManager(InlineExecutor(), open_session)
+    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     settings = {"site": "A"}
     cases.prepare(mri_scene.scene, settings, nodes, click_factory=ClickDouble)
     assert len(opened) == 1 and cases.profile == "Structure"
@@ -665,8 +665,8 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
     view = add_slice_node(mri_scene.scene, "Red", "Axial", voxel_ras(mri_scene.spec, kji))
     assert view is not None
     nodes.positive.AddControlPointWorld(vtk.vtkVector3d(*voxel_ras(mri_scene.spec, kji)))
-    geometry = ma.volume_geometry(mri_scene.volume)
-    segmented = ma.read_segment(nodes.segmentation, nodes.segment_id, geometry)
+    geometry = mrml.volume_geometry(mri_scene.volume)
+    segmented = mrml.read_segment(nodes.segmentation, nodes.segment_id, geometry)
     assert segmented.sum() > 0
     session = cases.session
     settings["site"] = "B"  # changed in place: the manager kept its own copy
@@ -679,7 +679,9 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
     assert len(opened) == 2 and opened[-1] == {"site": "B"} and cases.session is not session
     assert cases.profile == "Lesion"
     assert [learn for _, learn in session.finished] == [False]  # the old case ended without learning
-    np.testing.assert_array_equal(ma.read_segment(nodes.segmentation, nodes.segment_id, geometry), segmented)
+    np.testing.assert_array_equal(
+        mrml.read_segment(nodes.segmentation, nodes.segment_id, geometry), segmented
+    )
     assert nodes.positive.GetNumberOfControlPoints() == 0
     # without clicks, new settings take effect at once
     lesion_session = cases.session
@@ -707,11 +709,11 @@ def test_the_controller_drives_the_real_engine_session(mri_scene, tiny_model_dir
     session = open_session(
         ModuleSettings(site="Test site"), tmp_path / "store", tiny_model_dir, cuda_available=False
     )
-    nodes = ma.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     errors: list = []
     worker = Worker()
     try:
-        controller = ma.ClickController(
+        controller = mrml.ClickController(
             session, worker, nodes.volume, nodes.segmentation, nodes.segment_id, nodes.positive, nodes.negative,
             on_error=lambda error, tb: errors.append((error, tb)),
         )  # fmt: skip
@@ -728,13 +730,13 @@ def test_the_controller_drives_the_real_engine_session(mri_scene, tiny_model_dir
         assert all(isinstance(c, Click) for c in session.clicks) and len(session.clicks) == 3
         key = (axis, kji[axis])
         np.testing.assert_array_equal(
-            ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, *key), session.prediction(*key)
+            mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, *key), session.prediction(*key)
         )
         after_two = session.clicks[:2]
         controller.undo_last()
         assert worker.drain(60) and session.clicks == after_two and not errors
         np.testing.assert_array_equal(
-            ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, *key), session.prediction(*key)
+            mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, *key), session.prediction(*key)
         )
         nodes.positive.RemoveNthControlPoint(0)  # the first click: re-predicted from the negative one alone
         assert worker.drain(60) and not errors
@@ -764,8 +766,8 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
     torch.manual_seed(1)
     older_base = save_base_model(build_network(TINY_CONFIG), tmp_path / "older", {"name": "older"}).directory
     old = open_session(settings, store, older_base, cuda_available=False)
-    geometry = ma.volume_geometry(mri_scene.volume)
-    old.start_case(ma.volume_array(mri_scene.volume), geometry.spacing_kji, "Structure")
+    geometry = mrml.volume_geometry(mri_scene.volume)
+    old.start_case(mrml.volume_array(mri_scene.volume), geometry.spacing_kji, "Structure")
     kji = _target(mri_scene, 0)
     axis = mri_scene.spec.view_axis["Axial"]
     old.add_click(old_click := _engine_click(kji, axis))
@@ -774,8 +776,10 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
     errors: list = []
     worker = Worker()
     try:
-        cases = ma.CaseManager(worker, lambda s: open_session(s, store, tiny_model_dir, cuda_available=False))
-        nodes = ma.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+        cases = mrml.CaseManager(
+            worker, lambda s: open_session(s, store, tiny_model_dir, cuda_available=False)
+        )
+        nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
         cases.prepare(mri_scene.scene, settings, nodes, on_error=lambda e, tb: errors.append(e))
         assert worker.drain(60)
         assert len(errors) == 1 and isinstance(errors[0], IncompatibleBaseModelError)
@@ -788,7 +792,7 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
         nodes.positive.AddControlPointWorld(vtk.vtkVector3d(*voxel_ras(mri_scene.spec, kji)))
         assert worker.drain(60) and len(errors) == 1
         np.testing.assert_array_equal(
-            ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, kji[axis]),
+            mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, kji[axis]),
             cases.session.prediction(axis, kji[axis]),
         )
         finished: list = []

@@ -22,8 +22,8 @@ MODULE_FILE = MODULE_DIR / "InteractiveAdapt.py"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
 ROOT_CMAKE = REPO / "CMakeLists.txt"
 MODELS_DIR = REPO / "models"
-# Only this engine module may use the Slicer scene (slicer/vtk); none may use the Qt GUI layer.
-SCENE_MODULES = {"mrml_adapter.py"}
+# Only the scene adapter package may use the Slicer scene (slicer/vtk); none may use the Qt GUI layer.
+SCENE_PACKAGE_DIR = LIB_DIR / "mrml"
 SCENE_PACKAGES = {"slicer", "vtk", "vtkmodules"}
 GUI_PACKAGES = {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "PyQt6"}
 # Packages the module may not import while Slicer loads it (they may be missing until the user agrees
@@ -85,13 +85,15 @@ def imported_names(tree: ast.AST) -> list[tuple[str, int]]:
 def module_level_imports(path: Path) -> list[str]:
     """Dotted names imported when `path` is imported (top-level statements only, not inside functions)."""
     tree = ast.parse(path.read_text())
+    package = path.parent.relative_to(MODULE_DIR).parts  # e.g. ("InteractiveAdaptLib", "mrml")
     names = []
     for node in tree.body:
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: from . import x / from .x import y
-                base = "InteractiveAdaptLib" + (f".{node.module}" if node.module else "")
+            if node.level:  # relative: from . import x / from .x import y / from ..x import y
+                base = ".".join(package[: len(package) - node.level + 1])
+                base += f".{node.module}" if node.module else ""
                 names += [base] if node.module else [f"{base}.{alias.name}" for alias in node.names]
             elif node.module:
                 names.append(node.module)
@@ -367,15 +369,44 @@ def test_module_file_stays_thin_glue():
 # ---------------------------------------------------------------- (c) layers
 
 
-def test_only_the_mrml_adapter_touches_slicer_and_nothing_in_the_engine_touches_qt():
+def module_file(dotted: str) -> Path | None:
+    """The file a dotted InteractiveAdaptLib name is loaded from (a module or a package), if any."""
+    base = MODULE_DIR.joinpath(*dotted.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def scene_adapter_imports(tree: ast.AST) -> list[int]:
+    """Lines that import InteractiveAdaptLib.mrml (absolute or relative, anywhere in the module)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            dotted = [module] + [f"{module}.{alias.name}" for alias in node.names]
+            if any(d.split(".")[-1] == "mrml" or ".mrml." in f".{d}." for d in dotted):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Import) and any(".mrml" in alias.name for alias in node.names):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_mrml_package_touches_slicer_and_nothing_in_the_engine_touches_qt():
     problems = []
-    for path in sorted(LIB_DIR.glob("*.py")):
+    assert list(SCENE_PACKAGE_DIR.glob("*.py")), "the scene adapter package is missing"
+    for path in sorted(LIB_DIR.rglob("*.py")):
         tree = ast.parse(path.read_text())
-        allowed = SCENE_PACKAGES if path.name in SCENE_MODULES else set()
+        in_scene_package = path.parent == SCENE_PACKAGE_DIR
+        allowed = SCENE_PACKAGES if in_scene_package else set()
         for name, line in imported_names(tree):
             if name in GUI_PACKAGES or (name in SCENE_PACKAGES and name not in allowed):
                 problems.append(f"{path.name}:{line} imports {name}")
-        if path.name in SCENE_MODULES:
+        if not in_scene_package:
+            problems += [
+                f"{path.name}:{line} imports the scene adapter" for line in scene_adapter_imports(tree)
+            ]
+        if in_scene_package:
             for node in ast.walk(tree):
                 if isinstance(node, ast.Attribute) and ast.unparse(node) in ("slicer.app", "slicer.modules"):
                     problems.append(
@@ -395,9 +426,9 @@ def test_slicer_can_load_the_module_before_the_engine_dependencies_are_installed
         top = name.split(".")[0]
         if top in INSTALLED_ON_DEMAND:
             problems.append(name)
-        elif top == "InteractiveAdaptLib" and name != "InteractiveAdaptLib":
-            path = LIB_DIR / (name.split(".")[1] + ".py")
-            if path.is_file():
+        elif top == "InteractiveAdaptLib":
+            path = module_file(name)
+            if path is not None:
                 todo += module_level_imports(path)
     assert not problems, (
         f"loading the module would import {problems}; import them inside the functions that need them"

@@ -110,7 +110,7 @@ def render_case(
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
 
-    from InteractiveAdaptLib import mrml_adapter as ma
+    from InteractiveAdaptLib import mrml
     from InteractiveAdaptLib.clicks import first_click, next_click
     from InteractiveAdaptLib.datasets import aal_names
     from InteractiveAdaptLib.predictor import dice
@@ -123,26 +123,26 @@ def render_case(
     red.render_window().SetSize(*size)
     volume = _volume_node(app.scene, MRI_FILE, "Colin27 T1")
     atlas = _volume_node(app.scene, ATLAS_FILE, "AAL atlas", show=False)
-    geometry, atlas_grid = ma.volume_geometry(volume), ma.volume_geometry(atlas)
+    geometry, atlas_grid = mrml.volume_geometry(volume), mrml.volume_geometry(atlas)
     if geometry.shape_kji != atlas_grid.shape_kji or not np.allclose(
         geometry.ijk_to_ras, atlas_grid.ijk_to_ras
     ):
         raise RuntimeError(f"{ATLAS_FILE} is not on the grid of {MRI_FILE}.")
     label = next(n for n, name in aal_names().items() if name == structure_name)
-    structure = ma.volume_array(atlas) == label  # (K, J, I), voxel for voxel with the MRI
+    structure = mrml.volume_array(atlas) == label  # (K, J, I), voxel for voxel with the MRI
     app.scene.RemoveNode(atlas)  # the user's scene holds the MRI only
     red.set_background_volume_id(volume.GetID())
     red.fit_view_to_content()
     red.zoom(ZOOM)
 
-    segmentation = ma.create_segmentation(app.scene, volume, "Segmentation")
+    segmentation = mrml.create_segmentation(app.scene, volume, "Segmentation")
     segment_id = segmentation.GetSegmentation().AddEmptySegment("", segment_name, list(SEGMENT_COLOR))
-    nodes = ma.prepare_case_nodes(app.scene, volume, segmentation, segment_id)
-    axis = ma.slice_axis(red.get_view_node(), geometry)
+    nodes = mrml.prepare_case_nodes(app.scene, volume, segmentation, segment_id)
+    axis = mrml.slice_axis(red.get_view_node(), geometry)
     areas = np.moveaxis(structure, axis, 0).reshape(structure.shape[axis], -1).sum(axis=1)
     largest_ras = geometry.kji_to_world(np.insert(np.zeros(2), axis, int(np.argmax(areas))))
-    offset_ras = ma.slice_normal(red.get_view_node()) * slice_offset_mm  # along the view's normal (S)
-    index, _, _ = ma.ras_to_slice_pixel(largest_ras + offset_ras, geometry, axis)
+    offset_ras = mrml.slice_normal(red.get_view_node()) * slice_offset_mm  # along the view's normal (S)
+    index, _, _ = mrml.ras_to_slice_pixel(largest_ras + offset_ras, geometry, axis)
     target = np.take(structure, index, axis)
     red.get_view_node().JumpSliceByOffsetting(*geometry.kji_to_world(np.insert(np.zeros(2), axis, index)))
 
@@ -157,7 +157,7 @@ def render_case(
     worker = Worker()
     with tempfile.TemporaryDirectory() as store:
         try:
-            cases = ma.CaseManager(
+            cases = mrml.CaseManager(
                 worker, lambda settings: open_session(settings, store, model_dir, cuda_available=False)
             )
             settings = ModuleSettings(site="Screenshot", device="cpu")
@@ -168,18 +168,18 @@ def render_case(
                 if click is None:
                     break  # nothing left to correct
                 row, col, positive = click
-                ma.start_placing(app.scene, nodes.positive if positive else nodes.negative)
+                mrml.start_placing(app.scene, nodes.positive if positive else nodes.negative)
                 xy = _mouse_click_at(
                     red, geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
                 )
                 if not worker.drain(120) or errors:
                     raise RuntimeError(f"The click was not processed: {errors or 'timeout'}")
-                shown = ma.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
+                shown = mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
                 done["clicks"].append(click)
                 done["view_xy"].append(xy)
                 done["dice"].append(round(dice(shown, target), 3))
                 click = next_click(shown, target, "center", rng)
-            ma.stop_placing(app.scene)
+            mrml.stop_placing(app.scene)
             pixels = _capture(red)
             cases.close(learn=False)
         finally:

@@ -1,0 +1,87 @@
+"""Slicer scene adapter (DESIGN.md layer "InteractiveAdaptLib/mrml"): volume node -> array and geometry,
+slice view + markups point -> click, 2D prediction -> one slice of a segment's binary labelmap, and the
+click controller that drives the engine session.
+
+Imports `slicer` (MRML) and VTK only, never qt, ctk or slicer.app, so it runs and is tested in a
+plain Python scene (pip package slicer-core) exactly as inside Slicer. The engine never imports it.
+
+Array conventions are the engine's: a volume is a (K, J, I) array; a click fixes one array axis
+(0 = K, 1 = J, 2 = I) at a slice index, and (row, col) index `np.take(array, index, axis)`.
+
+Positive clicks live in one markups point list and negative clicks in another; each list's display
+colour (green / red) colours its points, so no per-point colouring is needed.
+"""
+
+from .case_manager import CaseManager, CaseNodes, prepare_case_nodes
+from .click_controller import ClickController, ClickRecord, ErrorCallback, StatusCallback
+from .markups import (
+    NEGATIVE_COLOR,
+    POSITIVE_COLOR,
+    ROLE_ATTRIBUTE,
+    create_click_nodes,
+    placing_node,
+    start_placing,
+    stop_placing,
+    style_click_node,
+)
+from .segments import (
+    create_segmentation,
+    ensure_segment,
+    prepare_segmentation,
+    read_segment,
+    read_slice,
+    segment_profile,
+    write_slice,
+)
+from .slice_views import (
+    ANGLE_TOLERANCE_DEG,
+    PLANE_TOLERANCE_MM,
+    align_slice_views,
+    cursor_slice_node,
+    distance_to_slice_plane,
+    find_slice_node,
+    ras_to_slice_pixel,
+    slice_axis,
+    slice_nodes,
+    slice_normal,
+)
+from .volume import VolumeGeometry, check_scalar_volume, volume_array, volume_geometry
+
+__all__ = [
+    "ANGLE_TOLERANCE_DEG",
+    "NEGATIVE_COLOR",
+    "PLANE_TOLERANCE_MM",
+    "POSITIVE_COLOR",
+    "ROLE_ATTRIBUTE",
+    "CaseManager",
+    "CaseNodes",
+    "ClickController",
+    "ClickRecord",
+    "ErrorCallback",
+    "StatusCallback",
+    "VolumeGeometry",
+    "align_slice_views",
+    "check_scalar_volume",
+    "create_click_nodes",
+    "create_segmentation",
+    "cursor_slice_node",
+    "distance_to_slice_plane",
+    "ensure_segment",
+    "find_slice_node",
+    "placing_node",
+    "prepare_case_nodes",
+    "prepare_segmentation",
+    "ras_to_slice_pixel",
+    "read_segment",
+    "read_slice",
+    "segment_profile",
+    "slice_axis",
+    "slice_nodes",
+    "slice_normal",
+    "start_placing",
+    "stop_placing",
+    "style_click_node",
+    "volume_array",
+    "volume_geometry",
+    "write_slice",
+]

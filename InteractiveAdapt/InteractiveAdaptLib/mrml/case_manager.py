@@ -1,0 +1,121 @@
+"""The module's current case: the nodes it needs (created when missing), one session, one controller."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import CaseStateError
+from .click_controller import ClickController, ErrorCallback, StatusCallback
+from .markups import create_click_nodes
+from .segments import create_segmentation, ensure_segment, prepare_segmentation, segment_profile
+from .slice_views import align_slice_views, slice_nodes
+from .volume import check_scalar_volume
+
+
+@dataclass
+class CaseNodes:
+    """The scene nodes a case works on."""
+
+    volume: Any
+    segmentation: Any
+    segment_id: str
+    positive: Any
+    negative: Any
+
+
+def prepare_case_nodes(
+    scene: Any,
+    volume_node: Any,
+    segmentation_node: Any = None,
+    segment_id: str | None = None,
+    positive_node: Any = None,
+    negative_node: Any = None,
+) -> CaseNodes:
+    """Check the volume, create what is missing (segmentation, segment, click lists), align the views."""
+    check_scalar_volume(volume_node)
+    segmentation_node = segmentation_node or create_segmentation(scene, volume_node)
+    prepare_segmentation(segmentation_node, volume_node)
+    segment_id = ensure_segment(segmentation_node, segment_id)
+    if positive_node is None or negative_node is None:
+        positive_node, negative_node = create_click_nodes(scene)
+    align_slice_views(slice_nodes(scene), volume_node)
+    return CaseNodes(volume_node, segmentation_node, segment_id, positive_node, negative_node)
+
+
+class CaseManager:
+    """The module's current case: one engine session (reopened when the settings change) and one controller."""
+
+    def __init__(self, executor: Any, open_session: Callable[[Any], Any]) -> None:
+        self.executor = executor
+        self._open_session = open_session
+        self.session: Any = None
+        self.session_settings: Any = None
+        self.controller: ClickController | None = None
+        self.profile: str | None = None
+
+    def matches(self, volume_node: Any, segmentation_node: Any, segment_id: str | None) -> bool:
+        """True if the open case works on these nodes."""
+        c = self.controller
+        return c is not None and (c.volume_node, c.segmentation_node, c.segment_id) == (
+            volume_node,
+            segmentation_node,
+            segment_id,
+        )
+
+    def prepare(
+        self,
+        scene: Any,
+        settings: Any,
+        nodes: CaseNodes,
+        on_error: ErrorCallback | None = None,
+        on_status: StatusCallback | None = None,
+        **controller_options: Any,
+    ) -> None:
+        """Start a case on `nodes`, (re)opening the session if the settings changed. A case with clicks on
+        the same nodes goes on as it is (new settings apply from the next case)."""
+        if self.matches(nodes.volume, nodes.segmentation, nodes.segment_id) and (
+            self.controller.records or self.session_settings == settings
+        ):
+            return
+        self.close(learn=False)
+        self.profile = segment_profile(nodes.segmentation, nodes.segment_id)
+        if self.session is None or self.session_settings != settings:
+            self.session = self._open_session(settings)
+            self.session_settings = copy.copy(settings)
+        self.controller = ClickController(
+            self.session,
+            self.executor,
+            nodes.volume,
+            nodes.segmentation,
+            nodes.segment_id,
+            nodes.positive,
+            nodes.negative,
+            profile=self.profile,
+            on_error=on_error,
+            on_status=on_status,
+            **controller_options,
+        )
+        self.controller.start_case()
+
+    def restart_profile_from_base(self) -> None:
+        """After the user agreed: the case's profile, learned from another base model, starts again from
+        the shipped one (its old versions stay listed and exportable), then the case starts again."""
+        if self.controller is None:
+            raise CaseStateError("There is no case to start again: choose the volume and segment first.")
+        self.executor.submit(
+            self.session.restart_profile_from_base,
+            self.profile,
+            description="Starting the profile again from the shipped model",
+        )
+        self.controller.start_case()
+
+    def close(self, learn: bool = False) -> None:
+        """End the current case keeping the segment as it is (learning from it only if asked)."""
+        if self.controller is not None:
+            if self.controller.started:  # also closes the session's case when it has no clicks yet
+                self.controller.finish_case(learn=learn)
+            self.controller.cleanup()
+            self.controller = None

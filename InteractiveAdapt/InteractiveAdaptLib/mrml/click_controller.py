@@ -1,0 +1,365 @@
+"""The click controller: markups events -> engine session on the worker -> segment slices on the main thread."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import slicer
+import vtk
+from vtkmodules.util.misc import calldata_type
+
+from ..errors import CaseStateError, InteractiveAdaptError
+from .markups import style_click_node
+from .segments import prepare_segmentation, read_slice, segment_or_error, segment_profile, write_slice
+from .slice_views import cursor_slice_node, find_slice_node, ras_to_slice_pixel, slice_axis
+from .volume import volume_array, volume_geometry
+
+log = logging.getLogger(__name__)
+
+
+def default_click_factory() -> Callable[..., Any]:
+    """The engine's Click class (imported on first use)."""
+    from ..clicks import Click  # the engine's; imported late so the adapter loads without torch
+
+    return Click
+
+
+@dataclass
+class ClickRecord:
+    """One click of the current case, as the scene knows it."""
+
+    click: Any
+    node: Any
+    point_id: str
+    snapshot: np.ndarray | None = None  # the slice just before this click's prediction was written
+    snapshot_time: int = 0  # the controller's write clock when the snapshot was taken
+    applied: bool = False
+
+    @property
+    def slice_key(self) -> tuple[int, int]:
+        """(axis, index) of the slice the click is on."""
+        return (int(self.click.axis), int(self.click.index))
+
+
+def _session_index(clicks: list[Any], click: Any) -> int | None:
+    for n in range(len(clicks) - 1, -1, -1):
+        if clicks[n] is click:
+            return n
+    for n in range(len(clicks) - 1, -1, -1):
+        if clicks[n] == click:
+            return n
+    return None
+
+
+ErrorCallback = Callable[[BaseException, str], None]
+StatusCallback = Callable[[str], None]
+
+
+class ClickController(slicer.util.VTKObservationMixin):
+    """Turns points placed in slice views into session clicks and session results into segment slices.
+
+    Session calls run through `executor` (the worker thread, or InlineExecutor); their results are
+    applied to the scene in the callbacks, on the thread that polls the executor (Slicer's main thread).
+    Deleting the last point undoes that click (its slice goes back exactly to what it was before the
+    click); deleting an earlier point re-predicts that slice without it. Slices of different axes cross
+    along a line: a restore leaves that line as the other slice's newer prediction wrote it.
+    """
+
+    def __init__(
+        self,
+        session: Any,
+        executor: Any,
+        volume_node: Any,
+        segmentation_node: Any,
+        segment_id: str,
+        positive_node: Any,
+        negative_node: Any,
+        profile: str = "",
+        click_factory: Callable[..., Any] | None = None,
+        on_error: ErrorCallback | None = None,
+        on_status: StatusCallback | None = None,
+        resolve_slice_node: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.session = session
+        self.executor = executor
+        self.volume_node = volume_node
+        self.segmentation_node = segmentation_node
+        self.segment_id = segment_id
+        self.positive_node = positive_node
+        self.negative_node = negative_node
+        self.geometry = volume_geometry(volume_node)
+        prepare_segmentation(segmentation_node, volume_node)
+        segment_or_error(segmentation_node, segment_id)
+        self.profile = profile or segment_profile(segmentation_node, segment_id)
+        self._click_factory = click_factory
+        self._on_error = on_error or (lambda error, tb: log.error("%s", error))
+        self._on_status = on_status or (lambda text: log.info("%s", text))
+        scene = volume_node.GetScene()
+        self._resolve = resolve_slice_node or (
+            lambda ras: find_slice_node(scene, ras, cursor_slice_node(scene))
+        )
+        self.records: list[ClickRecord] = []
+        self._base: dict[tuple[int, int], tuple[np.ndarray, int]] = {}  # before the first click there
+        self._clock = 0  # counts slice writes
+        self._last_write: dict[tuple[int, int], tuple[int, np.ndarray]] = {}  # (clock, content)
+        self._started = False
+        self._muted = 0
+        for node, positive in ((positive_node, True), (negative_node, False)):
+            style_click_node(node, positive)
+            self.addObserver(
+                node, slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._on_point_defined
+            )
+            self.addObserver(node, slicer.vtkMRMLMarkupsNode.PointRemovedEvent, self._on_point_removed)
+
+    # ------------------------------------------------------------ case lifecycle (main thread)
+
+    def start_case(self) -> None:
+        """Hand the volume to the session; clicks placed before it finishes queue behind it."""
+        volume = volume_array(self.volume_node)
+        self._started = True
+        self.executor.submit(
+            self.session.start_case,
+            volume,
+            self.geometry.spacing_kji,
+            self.profile,
+            description="Preparing the image",
+            on_done=self._on_started,
+        )
+
+    def undo_last(self) -> bool:
+        """Delete the newest point (which undoes its click); False if there is none."""
+        if not self.records:
+            return False
+        record = self.records[-1]
+        record.node.RemoveNthControlPoint(record.node.GetNthControlPointIndexByID(record.point_id))
+        return True
+
+    def reset_case(self) -> None:
+        """Forget every click of the case and put each touched slice back as it was before the case."""
+        self.executor.cancel()
+        # newest first, so that where slices cross, the oldest (pre-case) content is written last
+        for key, (content, _) in sorted(self._base.items(), key=lambda item: -item[1][1]):
+            self._write(*key, content)
+        self._clear_points()
+        self.executor.submit(self._reset_session, description="Resetting the case", on_done=self._on_simple)
+
+    def _reset_session(self) -> None:
+        """Worker thread: reset the session's case, unless its start was cancelled."""
+        if getattr(self.session, "case_open", True):
+            self.session.reset_case()
+
+    def accepted_masks(self) -> dict[tuple[int, int], np.ndarray]:
+        """Each clicked slice as it is in the segment now (Segment Editor corrections included)."""
+        keys = sorted({record.slice_key for record in self.records})
+        return {key: read_slice(self.segmentation_node, self.segment_id, self.geometry, *key) for key in keys}
+
+    def finish_case(self, learn: bool = True, on_done: Callable[[Any], None] | None = None) -> None:
+        """Accept the case: post-interaction learning on the clicked slices as they are in the segment now."""
+        try:
+            accepted = self.accepted_masks()
+        except CaseStateError:
+            if learn:
+                raise
+            accepted = {}  # the segment is gone (e.g. the scene is closing): just end the case
+        self._clear_points()
+        self._started = False
+        self.executor.submit(
+            self.session.finish_case,
+            accepted or None,
+            learn=learn,
+            description="Learning from the finished case" if learn else "Finishing the case",
+            on_done=on_done or self._on_simple,
+        )
+
+    def cleanup(self) -> None:
+        """Stop observing the point lists."""
+        self.removeObservers()
+
+    @property
+    def started(self) -> bool:
+        """True from start_case (or the first click) until finish_case."""
+        return self._started
+
+    @property
+    def edited_slices(self) -> list[tuple[int, int]]:
+        """(axis, index) of the slices that carry clicks now."""
+        return sorted({record.slice_key for record in self.records})
+
+    # ------------------------------------------------------------ markups events
+
+    @calldata_type(vtk.VTK_INT)
+    def _on_point_defined(self, caller: Any, event: Any, index: int) -> None:
+        if self._muted:
+            return
+        positive = caller is self.positive_node
+        point_id = caller.GetNthControlPointID(index)
+        ras = caller.GetNthControlPointPositionWorld(index)
+        try:
+            axis = slice_axis(self._resolve(ras), self.geometry)
+            slice_index, row, col = ras_to_slice_pixel(ras, self.geometry, axis)
+            click = (self._click_factory or default_click_factory())(
+                axis=axis, index=slice_index, row=row, col=col, positive=positive
+            )
+        except InteractiveAdaptError as error:
+            self._remove_point(caller, point_id)
+            self._on_error(error, "")
+            return
+        caller.SetNthControlPointLocked(index, True)
+        record = ClickRecord(click, caller, point_id)
+        self.records.append(record)
+        if not self._started:
+            self.start_case()
+        kind = "positive" if positive else "negative"
+        self.executor.submit(
+            self.session.add_click,
+            click,
+            description=f"Segmenting ({kind} click)",
+            on_done=functools.partial(self._on_prediction, record),
+        )
+        # Show first, learn after: the MI step runs before the next click is processed.
+        self.executor.submit(
+            self.session.learn_pending, description="Learning from the click", on_done=self._on_simple
+        )
+
+    @calldata_type(vtk.VTK_INT)
+    def _on_point_removed(self, caller: Any, event: Any, index: int | None = None) -> None:
+        if self._muted:
+            return
+        present = {caller.GetNthControlPointID(n) for n in range(caller.GetNumberOfControlPoints())}
+        for record in [r for r in reversed(self.records) if r.node is caller and r.point_id not in present]:
+            self._drop(record)
+
+    # ------------------------------------------------------------ results (main thread)
+
+    def _on_started(self, result: Any) -> None:
+        if not result.ok:
+            self._started = False  # the next click starts the case again
+        if result.error is not None:
+            self._on_error(result.error, result.traceback)
+
+    def _on_prediction(self, record: ClickRecord, result: Any) -> None:
+        if record not in self.records:
+            return  # the point was deleted before its prediction arrived
+        if not result.ok:
+            self.records.remove(record)
+            self._remove_point(record.node, record.point_id)
+            if result.error is not None:
+                self._on_error(result.error, result.traceback)
+            return
+        prediction = result.value
+        key = (int(prediction.axis), int(prediction.index))
+        try:
+            current = read_slice(self.segmentation_node, self.segment_id, self.geometry, *key)
+            self._base.setdefault(key, (current, self._clock))
+            record.snapshot, record.snapshot_time = current, self._clock
+            self._write(*key, prediction.mask)
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+            return
+        record.applied = True
+        self._on_status(f"Segmented in {prediction.latency_ms:.0f} ms ({len(self.records)} clicks).")
+
+    def _on_simple(self, result: Any) -> None:
+        if result.error is not None:
+            self._on_error(result.error, result.traceback)
+
+    def _drop(self, record: ClickRecord) -> None:
+        was_last = record is self.records[-1]
+        later_same_slice = [
+            r for r in self.records[self.records.index(record) + 1 :] if r.slice_key == record.slice_key
+        ]
+        self.records.remove(record)
+        self.executor.submit(
+            self._drop_from_session,
+            record.click,
+            description="Undoing the click" if was_last else "Removing the click",
+            on_done=functools.partial(self._on_dropped, record, later_same_slice),
+        )
+
+    def _drop_from_session(self, click: Any) -> tuple[str, Any]:
+        """Worker thread: undo the click if it is the session's last, else remove it."""
+        clicks = list(self.session.clicks)
+        n = _session_index(clicks, click)
+        if n is None:
+            return ("absent", None)
+        if n == len(clicks) - 1:
+            return ("undo", self.session.undo())
+        return ("remove", self.session.remove_click(n))
+
+    def _on_dropped(self, record: ClickRecord, later_same_slice: list[ClickRecord], result: Any) -> None:
+        if result.error is not None:
+            self._on_error(result.error, result.traceback)
+            return
+        kind, prediction = result.value if result.ok else ("absent", None)
+        key = record.slice_key
+        try:
+            if kind == "undo" and record.applied:
+                if record.snapshot is not None:
+                    self._restore(key, record.snapshot, record.snapshot_time)
+                elif prediction is not None:
+                    self._write(*key, prediction.mask)
+                elif key in self._base:
+                    self._restore(key, *self._base[key])
+            elif kind == "remove":
+                if prediction is not None:
+                    self._write(int(prediction.axis), int(prediction.index), prediction.mask)
+                elif key in self._base:
+                    self._restore(key, *self._base[key])
+                for later in later_same_slice:
+                    later.snapshot = None  # what it covered was predicted with the removed click
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+        if all(r.slice_key != key for r in self.records):
+            self._base.pop(key, None)
+        self._on_status(f"{'Undone' if kind == 'undo' else 'Removed'} a click ({len(self.records)} left).")
+
+    # ------------------------------------------------------------ helpers
+
+    def _write(self, axis: int, index: int, mask: np.ndarray) -> None:
+        write_slice(self.segmentation_node, self.segment_id, self.geometry, axis, index, mask)
+        self._clock += 1
+        self._last_write[(axis, index)] = (self._clock, (np.asarray(mask) > 0).astype(np.uint8))
+
+    def _restore(self, key: tuple[int, int], content: np.ndarray, taken_at: int) -> None:
+        """Write saved slice content back, except on the lines where a crossing slice that still has
+        clicks was written after the save: there its newer content stays."""
+        axis, index = key
+        row_axis, _ = (a for a in range(3) if a != axis)
+        content = np.array(content, copy=True)
+        for other_axis, other_index in {r.slice_key for r in self.records}:
+            written_at, other = self._last_write.get((other_axis, other_index), (0, None))
+            if other_axis == axis or written_at <= taken_at:
+                continue
+            other_rows, _ = (a for a in range(3) if a != other_axis)
+            line = other[index, :] if other_rows == axis else other[:, index]
+            if other_axis == row_axis:
+                content[other_index, :] = line
+            else:
+                content[:, other_index] = line
+        self._write(*key, content)
+
+    def _remove_point(self, node: Any, point_id: str) -> None:
+        index = node.GetNthControlPointIndexByID(point_id)
+        if index >= 0:
+            self._muted += 1
+            try:
+                node.RemoveNthControlPoint(index)
+            finally:
+                self._muted -= 1
+
+    def _clear_points(self) -> None:
+        self._muted += 1
+        try:
+            for node in (self.positive_node, self.negative_node):
+                node.RemoveAllControlPoints()
+        finally:
+            self._muted -= 1
+        self.records.clear()
+        self._base.clear()
+        self._last_write.clear()

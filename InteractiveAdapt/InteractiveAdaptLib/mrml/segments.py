@@ -1,0 +1,157 @@
+"""Segments: create what is missing, the learning profile from name or terminology, and one slice of a
+segment's binary labelmap read and written in the volume's geometry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import slicer
+import vtk
+from vtkmodules.util import numpy_support
+
+from ..errors import CaseStateError, InvalidClickError
+from .volume import VolumeGeometry, array_to_matrix, node_name
+
+GENERIC_TERMINOLOGY_TYPES = {"", "tissue"}
+_BINARY_LABELMAP = "Binary labelmap"
+_SegLogic = slicer.vtkSlicerSegmentationsModuleLogic
+
+
+def create_segmentation(scene: Any, volume_node: Any, name: str = "") -> Any:
+    """A new segmentation node on the volume's geometry, shown in the views."""
+    node = scene.AddNewNodeByClass(
+        "vtkMRMLSegmentationNode", name or f"{node_name(volume_node)} segmentation"
+    )
+    node.CreateDefaultDisplayNodes()
+    node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    return node
+
+
+def ensure_segment(segmentation_node: Any, segment_id: str | None, name: str = "Structure") -> str:
+    """`segment_id` if the segmentation has it, else the id of a new empty segment called `name`."""
+    segmentation = segmentation_node.GetSegmentation()
+    if segment_id and segmentation.GetSegment(segment_id) is not None:
+        return segment_id
+    return segmentation.AddEmptySegment("", name)
+
+
+def prepare_segmentation(segmentation_node: Any, volume_node: Any) -> None:
+    """Check that clicks on the volume can be written into the segmentation; fix what is safe to fix."""
+    if segmentation_node is None:
+        raise CaseStateError("Select or create a segmentation first (Inputs > Segmentation).")
+    if segmentation_node.GetParentTransformNode() is not volume_node.GetParentTransformNode():
+        raise CaseStateError(
+            f"'{segmentation_node.GetName()}' and '{node_name(volume_node)}' are under different transforms. "
+            "Put both under the same transform (Transforms module) or harden the transforms."
+        )
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    if segmentation_node.GetNodeReference(role) is None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetSourceRepresentationName() != _BINARY_LABELMAP:
+        if segmentation.GetNumberOfSegments() == 0:
+            segmentation.SetSourceRepresentationName(_BINARY_LABELMAP)
+        else:
+            raise CaseStateError(
+                f"'{segmentation_node.GetName()}' is stored as a surface. Make 'Binary labelmap' its source "
+                "representation (Segmentations module > Representations) and start the case again."
+            )
+
+
+def segment_profile(segmentation_node: Any, segment_id: str) -> str:
+    """The learning profile of a segment: its terminology type (e.g. 'Brain'), else its name."""
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise CaseStateError("The selected segment no longer exists. Select or add a segment.")
+    if segment.HasTerminology():
+        fields = segment.GetTerminology().split("~")
+        meaning = lambda field: field.split("^")[2].strip() if field.count("^") >= 2 else ""  # noqa: E731
+        kind = meaning(fields[2]) if len(fields) > 2 else ""
+        modifier = meaning(fields[3]) if len(fields) > 3 else ""
+        if kind.lower() not in GENERIC_TERMINOLOGY_TYPES:
+            return f"{kind} {modifier}".strip() if modifier else kind
+    return segment.GetName().strip() or segment_id
+
+
+def segment_or_error(segmentation_node: Any, segment_id: str) -> Any:
+    segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+    if segment is None:
+        raise CaseStateError(
+            "The segment being edited was deleted. Select or add a segment and start the case again."
+        )
+    return segment
+
+
+def _oriented_image(geometry: VolumeGeometry, extent: tuple[int, ...], values: np.ndarray | None) -> Any:
+    image = slicer.vtkOrientedImageData()
+    image.SetExtent(*extent)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    scalars = numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+    scalars[:] = 0 if values is None else values.ravel()
+    image.SetImageToWorldMatrix(array_to_matrix(geometry.ijk_to_ras))
+    return image
+
+
+def _read_extent(
+    segmentation_node: Any, segment_id: str, geometry: VolumeGeometry, extent: tuple
+) -> np.ndarray:
+    segment = segment_or_error(segmentation_node, segment_id)
+    shape = [extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1]
+    labelmap = slicer.vtkOrientedImageData()
+    ok = _SegLogic.GetSegmentBinaryLabelmapRepresentation(segmentation_node, segment_id, labelmap, False)
+    e = labelmap.GetExtent()
+    if not ok or e[1] < e[0] or e[3] < e[2] or e[5] < e[4] or labelmap.GetPointData().GetScalars() is None:
+        return np.zeros(shape, np.uint8)  # empty segment
+    reference = _oriented_image(geometry, extent, None)
+    resampled = slicer.vtkOrientedImageData()
+    if not slicer.vtkOrientedImageDataResample.ResampleOrientedImageToReferenceOrientedImage(
+        labelmap, reference, resampled, False, False
+    ):
+        raise CaseStateError(
+            "The segment could not be read. Check that the segmentation is a binary labelmap."
+        )
+    if tuple(resampled.GetExtent()) != tuple(extent):
+        raise CaseStateError("The segment could not be read in the image's geometry.")
+    values = numpy_support.vtk_to_numpy(resampled.GetPointData().GetScalars()).reshape(shape)
+    # A layer may be shared by several segments, each with its own label value.
+    return (values == segment.GetLabelValue()).astype(np.uint8)
+
+
+def read_slice(
+    segmentation_node: Any, segment_id: str, geometry: VolumeGeometry, axis: int, index: int
+) -> np.ndarray:
+    """One slice of a segment, as uint8 0/1 of shape `geometry.slice_shape(axis)`, in the volume's grid."""
+    values = _read_extent(segmentation_node, segment_id, geometry, geometry.slice_extent(axis, index))
+    return np.take(values, 0, axis=axis)
+
+
+def read_segment(segmentation_node: Any, segment_id: str, geometry: VolumeGeometry) -> np.ndarray:
+    """The whole segment as a uint8 0/1 (K, J, I) array in the volume's grid."""
+    k, j, i = geometry.shape_kji
+    return _read_extent(segmentation_node, segment_id, geometry, (0, i - 1, 0, j - 1, 0, k - 1))
+
+
+def write_slice(
+    segmentation_node: Any, segment_id: str, geometry: VolumeGeometry, axis: int, index: int, mask: np.ndarray
+) -> None:
+    """Make one slice of the segment equal to `mask` (nonzero = inside); other slices and segments keep theirs."""
+    segment_or_error(segmentation_node, segment_id)
+    if tuple(mask.shape) != geometry.slice_shape(axis):
+        raise ValueError(f"mask shape {mask.shape} does not match slice shape {geometry.slice_shape(axis)}")
+    if not 0 <= index < geometry.shape_kji[axis]:
+        raise InvalidClickError(f"Slice {index} is outside the image. Click inside the image.")
+    segmentation = segmentation_node.GetSegmentation()
+    if len(segmentation.GetSegmentIDsForLayer(segmentation.GetLayerIndex(segment_id))) > 1:
+        # MIN/MAX below compare raw voxel values, so the segment needs a layer of its own.
+        segmentation.SeparateSegmentLabelmap(segment_id)
+    label = segmentation.GetSegment(segment_id).GetLabelValue()
+    extent = geometry.slice_extent(axis, index)
+    values = np.expand_dims((np.asarray(mask) > 0).astype(np.uint8) * np.uint8(label), axis)
+    image = _oriented_image(geometry, extent, values)
+    # MIN clears what the mask leaves out, MAX adds what it holds; both act only inside `extent`.
+    for mode in (_SegLogic.MODE_MERGE_MIN, _SegLogic.MODE_MERGE_MAX):
+        if not _SegLogic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, mode, extent):
+            raise CaseStateError(
+                "The segment could not be updated. Check that the segmentation is not locked."
+            )
