@@ -36,11 +36,18 @@ def guidance_maps(
     """
     h, w = shape
     maps = torch.zeros(2, h, w, device=device)
-    rows = torch.arange(h, device=device, dtype=torch.float32)[:, None]
-    cols = torch.arange(w, device=device, dtype=torch.float32)[None, :]
-    for row, col, positive in clicks:
-        channel = 0 if positive else 1
-        maps[channel] += torch.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * sigma**2))
+    if clicks:
+        # The 2D Gaussian is separable: exp(-(dr^2 + dc^2)/2s^2) = exp(-dr^2/2s^2) * exp(-dc^2/2s^2), so
+        # the sum over a channel's clicks is one (H x n) @ (n x W) product instead of n full-size exps.
+        at = torch.tensor([(r, c) for r, c, _ in clicks], device=device, dtype=torch.float32)
+        positive = torch.tensor([bool(p) for _, _, p in clicks], device=device)
+        rows = torch.arange(h, device=device, dtype=torch.float32)
+        cols = torch.arange(w, device=device, dtype=torch.float32)
+        along_rows = torch.exp(-((rows[None, :] - at[:, :1]) ** 2) / (2 * sigma**2))  # (n, H)
+        along_cols = torch.exp(-((cols[None, :] - at[:, 1:]) ** 2) / (2 * sigma**2))  # (n, W)
+        for channel, chosen in ((0, positive), (1, ~positive)):
+            if chosen.any():
+                maps[channel] = along_rows[chosen].T @ along_cols[chosen]
     for c in range(2):
         lo, hi = maps[c].min(), maps[c].max()
         if hi > lo:
