@@ -77,3 +77,60 @@ def test_training_uses_only_colin27_training_pairs_and_the_brain(tiny_configs, e
     assert all(
         c.mask(trainer.domain).sum() >= trainer.config.min_train_pixels for c in trainer.train_cases[::500]
     )
+
+
+def test_cosine_schedule_decays_to_zero_and_constant_stays(tiny_configs, engine_cache_dir, tmp_path):
+    trainer = Trainer(config(steps=100, lr=1e-3, lr_schedule="cosine"), tmp_path, engine_cache_dir)
+    lrs = []
+    for step in (0, 50, 100):
+        trainer.step = step
+        lrs.append(trainer.learning_rate())
+    assert lrs[0] == pytest.approx(1e-3) and lrs[1] == pytest.approx(5e-4) and lrs[2] == pytest.approx(0.0)
+    constant = Trainer(config(steps=100, lr=1e-3), tmp_path / "c", engine_cache_dir)
+    constant.step = 70
+    assert constant.learning_rate() == 1e-3
+
+
+def test_recipe_knobs_change_the_training_and_one_round_is_the_old_recipe(
+    tiny_configs, engine_cache_dir, tmp_path
+):
+    """correction_rounds=1 and augment=full are the recipe of the shipped model; other values differ."""
+
+    def after_steps(**changes):
+        torch.manual_seed(0)
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        trainer = Trainer(config(steps=10, **changes), folder, engine_cache_dir)
+        for _ in range(10):  # a second correction round happens in some step (each with chance 1/4)
+            trainer.train_step()
+        return trainer.network
+
+    reference = after_steps()
+    assert weights_equal(reference, after_steps(correction_rounds=1, augment="full"))
+    assert not weights_equal(reference, after_steps(augment="none"))
+    assert not weights_equal(reference, after_steps(correction_rounds=4))
+
+
+@pytest.mark.slow
+def test_training_report_compares_real_runs_at_a_step_budget(tiny_configs, engine_cache_dir, tmp_path):
+    from InteractiveAdaptLib.cli import main
+    from InteractiveAdaptLib.errors import InteractiveAdaptError
+    from InteractiveAdaptLib.training_report import training_report
+
+    for name, changes in [("reference", {}), ("no-augment", {"augment": "none"})]:
+        Trainer(config(steps=4, val_every=2, **changes), tmp_path / name, engine_cache_dir).run()
+    runs = [tmp_path / "reference", tmp_path / "no-augment"]
+    report = training_report(runs, budget=4, speed_file=None)
+    reference, ablation = report["runs"]
+    assert reference["changes"] == "reference" and ablation["changes"] == {"augment": "none"}
+    logged = [json.loads(line) for line in (runs[1] / "log.jsonl").read_text().splitlines()]
+    assert ablation["val_dice@1_at_budget"] == logged[-1]["val_dice@1"]
+    assert ablation["val_dice@1_mean_last3"] == pytest.approx(
+        np.mean([r["val_dice@1"] for r in logged]), abs=1e-4
+    )
+    with pytest.raises(InteractiveAdaptError, match="below the budget"):
+        training_report(runs, budget=6, speed_file=None)
+    output = tmp_path / "report" / "ablations"
+    assert main(["training-report", "--runs", *map(str, runs), "--steps", "4", "--output", str(output)]) == 0
+    assert "augment=none" in output.with_suffix(".md").read_text()
+    assert output.with_suffix(".png").stat().st_size > 1000
+    assert main(["training-report", "--runs", str(tmp_path / "missing"), "--steps", "4"]) == 1

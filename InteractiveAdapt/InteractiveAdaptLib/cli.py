@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "benchmark",
     "speed_benchmark",
     "training",
+    "training_report",
     "model_export",
     "datasets",
 ]
