@@ -66,6 +66,16 @@ def methods(lr: float = 5e-5) -> dict[str, Method]:
         "pi+mi-case-mi": Method("pi+mi-case-mi", replace(paper, mi_scope="case")),
         "pi+mi-lr1e-4": Method("pi+mi-lr1e-4", replace(paper, lr=1e-4)),
         "default+guard": Method("default+guard", AdaptationConfig(), per_target_profiles=True, guard=True),
+        # Sensitivity of the default to the ablation axes: lr, CCG weight, CCG window sigma.
+        **{
+            name: Method(name, AdaptationConfig(**change), per_target_profiles=True)
+            for name, change in {
+                "default-lr2e-5": {"lr": 2e-5},
+                "default-lr1e-4": {"lr": 1e-4},
+                "default-ccg0": {"ccg_weight": 0.0},
+                "default-ccg-sigma6": {"ccg_sigma": 6.0},
+            }.items()
+        },
     }
 
 
