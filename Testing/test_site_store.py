@@ -24,14 +24,9 @@ from torch import nn
 
 from InteractiveAdaptLib import checkpoint
 from InteractiveAdaptLib.errors import IncompatibleBaseModelError, SiteStoreError, WeightsError
-from InteractiveAdaptLib.site_store import (
-    ProfileStore,
-    SiteStore,
-    check_name,
-    default_store_root,
-    folder_name,
-    suggest_name,
-)
+from InteractiveAdaptLib.profile_store import ProfileStore
+from InteractiveAdaptLib.site_names import check_name, folder_name, suggest_name
+from InteractiveAdaptLib.site_store import SiteStore, default_store_root
 
 BASE = "a" * 64
 NEW_BASE = "b" * 64

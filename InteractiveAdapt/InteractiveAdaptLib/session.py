@@ -21,7 +21,7 @@ from .errors import CaseStateError, InvalidClickError
 from .forgetting_guard import GUARD_FILE, ForgettingGuard
 from .normalization import normalize_intensity
 from .predictor import Predictor, PreparedSlice
-from .site_store import suggest_name
+from .site_names import suggest_name
 from .slicing import extract_slice, in_plane_spacing
 
 log = logging.getLogger(__name__)

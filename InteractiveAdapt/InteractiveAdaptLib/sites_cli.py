@@ -7,7 +7,8 @@ from datetime import datetime
 from pathlib import Path
 
 from .errors import SiteStoreError
-from .site_store import ProfileStore, SiteStore, VersionInfo, default_store_root
+from .profile_store import ProfileStore, VersionInfo
+from .site_store import SiteStore, default_store_root
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
