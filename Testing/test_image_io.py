@@ -24,7 +24,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
-from InteractiveAdaptLib import dicom_io
+from InteractiveAdaptLib import dicom_writer
 from InteractiveAdaptLib.errors import ImageReadError
 from InteractiveAdaptLib.image_io import (
     MultipleSeriesError,
@@ -536,5 +536,5 @@ def test_corrupt_files_give_image_read_error(colin: Volume, tmp_path: Path, kind
 
 def test_decimal_strings_fit_dicom() -> None:
     for value in (0.0, 1e-17, -0.1234567890123456789, 123456.78901234, -1e-7, 1 / 3, 9.87654321e20):
-        text = dicom_io._ds(value)
+        text = dicom_writer._ds(value)
         assert len(text) <= 16 and float(text) == pytest.approx(value, rel=1e-9, abs=1e-12)

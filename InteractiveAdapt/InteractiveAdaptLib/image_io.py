@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from . import dicom_io
-from .dicom_io import DicomSeriesHeader, MultipleSeriesError, SeriesInfo, list_dicom_series
+from . import dicom_io, dicom_writer
+from .dicom_io import MultipleSeriesError, SeriesInfo, list_dicom_series
+from .dicom_writer import DicomSeriesHeader
 from .errors import ImageReadError
 
 __all__ = [
@@ -180,4 +181,4 @@ def write_dicom_series(
         study_uid=study_uid,
         series_uid=series_uid,
     )
-    return dicom_io.write_dicom_series(volume_to_sitk(volume), folder, header)
+    return dicom_writer.write_dicom_series(volume_to_sitk(volume), folder, header)
