@@ -4,6 +4,7 @@ demo, export-model and bench-speed."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -138,9 +139,12 @@ def test_quick_benchmark_writes_marked_results_and_resumes(tiny_model, tmp_path)
 
 
 @pytest.mark.slow
-def test_demo_writes_table_plot_and_site_weights(tiny_model, tmp_path, capsys):
+def test_demo_writes_table_plot_and_site_weights(tiny_model, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
     args = ["demo", "--model", str(tiny_model.directory), "--output", str(tmp_path), "--cases", "2"]
     assert cli.main([*args, "--threads", "1"]) == 0
+    # One "saved version" line per case would scroll the progress bar away.
+    assert not [r for r in caplog.records if "Saved version" in r.getMessage()]
     out = capsys.readouterr().out
     assert "| none |" in out and "| pi+mi |" in out and str((tmp_path / "demo.png").resolve()) in out
     assert (tmp_path / "demo.png").stat().st_size > 1000

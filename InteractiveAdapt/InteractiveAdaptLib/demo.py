@@ -90,6 +90,8 @@ def register(subparsers) -> None:
 def _command(args) -> int:
     torch.set_num_threads(args.threads)
     # One "saved version" line per case would scroll the progress bar away; the summary says where they are.
-    logging.getLogger("InteractiveAdaptLib.site_store").setLevel(logging.WARNING)
+    from . import profile_store
+
+    logging.getLogger(profile_store.__name__).setLevel(logging.WARNING)
     run_demo(args.output, args.model or default_model_dir(), args.cases)
     return 0
