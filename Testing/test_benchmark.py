@@ -60,3 +60,31 @@ def test_clicks_needed_counts_from_one_and_caps():
     curve = np.array([0.5, 0.79, 0.81, 0.86, 0.91] + [0.95] * 15)
     assert (noc(curve, 0.80), noc(curve, 0.85), noc(curve, 0.90)) == (3, 4, 5)
     assert noc(np.full(MAX_CLICKS, 0.5), 0.8) == MAX_CLICKS
+
+
+def test_summary_checks_the_issue_targets_per_kind_of_stream():
+    from InteractiveAdaptLib.benchmark_report import summary_table
+
+    def method(d1, d5, d10, noc80, noc85, drop=0.0):
+        keys = ("dice@1", "dice@5", "dice@10", "noc@80", "noc@85", "source_dice_drop")
+        return dict(zip(keys, (d1, d5, d10, noc80, noc85, drop), strict=True))
+
+    single = {
+        "kind": "real", "stream": "single", "orders": 3, "cases": 100,
+        "methods": {
+            "none": method(0.1, 0.5, 0.6, 19.0, 20.0),
+            "tent": method(0.1, 0.4, 0.6, 19.0, 20.0),
+            "click-only": method(0.1, 0.4, 0.5, 19.0, 20.0),
+            "default": method(0.7, 0.72, 0.75, 10.0, 15.0, drop=0.02),
+        },
+    }  # fmt: skip
+    mixed = {
+        "kind": "real", "stream": "mixed", "orders": 1, "cases": 100,
+        "methods": {"none": method(0.6, 0.8, 0.9, 4.0, 6.0), "default": method(0.6, 0.785, 0.9, 4.0, 6.0)},
+    }  # fmt: skip
+    rows = summary_table({"a": single, "b": mixed}).splitlines()[2:]
+    # NoC@85 is at the cap without adaptation, so NoC@80 is the one that must drop by 40 %.
+    assert "NoC@80 -40 %: yes" in rows[0] and "Dice@5 >= none Dice@10: yes" in rows[0]
+    assert "beats TENT, click-only: yes" in rows[0] and "source drop <= 0.01: NO" in rows[0]
+    assert "19 -> 10 (-47%)" in rows[0]
+    assert "no harm (Dice@5 >= none - 0.01): NO" in rows[1] and "source drop <= 0.01: yes" in rows[1]

@@ -131,6 +131,9 @@ def test_quick_benchmark_writes_marked_results_and_resumes(tiny_model, tmp_path)
     assert result["methods"]["none"]["source_dice_drop"] == 0  # no learning cannot forget
     assert (tmp_path / "adaptation-mni152-grey-matter.png").stat().st_size > 1000
     assert "| pi+mi |" in (tmp_path / "adaptation.md").read_text()
+    (tmp_path / "adaptation.md").unlink()
+    assert cli.main(["benchmark", "--report-only", "--output", str(tmp_path)]) == 0
+    assert "## Summary" in (tmp_path / "adaptation.md").read_text()
     # Resume: the saved per-(method, order) runs are reused, not recomputed.
     partial = sorted((tmp_path / "partial" / "mni152-grey-matter").glob("*.json"))
     stamps = [p.stat().st_mtime_ns for p in partial]

@@ -334,6 +334,9 @@ def register(subparsers) -> None:
         "--quick", action="store_true", help="a few cases and one order, for CI (never the results)"
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--report-only", action="store_true", help="rewrite adaptation.md from the JSON files in --output"
+    )
     p.set_defaults(func=_benchmark_command)
 
 
@@ -346,6 +349,12 @@ def _benchmark_command(args) -> int:
         if args.streams == list(STREAMS):
             args.streams = ["mni152-grey-matter", "colin27-mixed"]
     output = args.output or (Path("output/benchmark-quick") if args.quick else Path("benchmarks/results"))
+    if args.report_only:
+        from .benchmark_report import write_report
+
+        write_report({}, output)
+        print(f"wrote {output / 'adaptation.md'}")
+        return 0
     command = "interactive-adapt " + " ".join(sys.argv[1:])
     results = run_benchmark(
         args.model or default_model_dir(),
