@@ -482,3 +482,25 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_console_script(tmp_path):
     assert commands, "the CLI has no commands"
     for command in commands:
         assert command in run.stdout, f"'{command}' is missing from interactive-adapt --help"
+
+
+def test_every_engine_name_the_module_uses_exists():
+    """The module cannot be imported here, so check its `mrml.x`, `prefs.x`, ... against the real packages."""
+    import importlib
+
+    tree = ast.parse(MODULE_FILE.read_text())
+    aliases = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module == "InteractiveAdaptLib":
+            aliases.update({a.asname or a.name: f"InteractiveAdaptLib.{a.name}" for a in node.names})
+    assert {"mrml", "prefs", "dependencies"} <= set(aliases)
+    missing = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
+            if not hasattr(importlib.import_module(aliases[node.value.id]), node.attr):
+                missing.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
+    for node in tree.body:  # from InteractiveAdaptLib.x import y
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("InteractiveAdaptLib."):
+            module = importlib.import_module(node.module)
+            missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
+    assert not missing, f"the module uses names the engine does not have: {missing}"
