@@ -504,3 +504,13 @@ def test_every_engine_name_the_module_uses_exists():
             module = importlib.import_module(node.module)
             missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
     assert not missing, f"the module uses names the engine does not have: {missing}"
+
+
+def test_readme_result_tables_are_the_generated_ones():
+    """README figures are copied by scripts/sync_readme_results.py from the files the commands write."""
+    check = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "sync_readme_results.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -1,0 +1,62 @@
+"""Copy the generated result tables into README.md, so that no figure there is typed by hand.
+
+Each block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in README.md is replaced by
+the table NAME takes from a file the commands write:
+  adaptation-summary  benchmarks/results/adaptation.md, its summary table (`interactive-adapt benchmark`)
+  training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
+
+Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def first_table(markdown: str) -> str:
+    """The first markdown table of a text (its consecutive lines starting with '|')."""
+    lines, table = markdown.splitlines(), []
+    for line in lines:
+        if line.startswith("|"):
+            table.append(line)
+        elif table:
+            break
+    return "\n".join(table)
+
+
+SOURCES = {
+    "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
+    "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
+}
+
+
+def synced(readme: str) -> str:
+    def replace(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in SOURCES:
+            raise SystemExit(f"README.md names an unknown results block '{name}'")
+        return f"<!-- results:{name} -->\n{SOURCES[name]()}\n<!-- /results:{name} -->"
+
+    return re.sub(r"<!-- results:([\w-]+) -->.*?<!-- /results:\1 -->", replace, readme, flags=re.S)
+
+
+def main(argv: list[str]) -> int:
+    path = REPO / "README.md"
+    text = path.read_text()
+    new = synced(text)
+    if "--check" in argv:
+        if new != text:
+            print("README.md results are out of date: run python scripts/sync_readme_results.py")
+            return 1
+        return 0
+    path.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
