@@ -4,18 +4,21 @@ Each block between `<!-- results:NAME -->` and `<!-- /results:NAME -->` in READM
 the table NAME takes from a file the commands write:
   adaptation-summary  benchmarks/results/adaptation.md, its summary table (`interactive-adapt benchmark`)
   training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
+  base-model          models/colin27-unet-default/model.json, its metrics (`interactive-adapt export-model`)
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
+SHIPPED_MODEL = REPO / "models" / "colin27-unet-default"
 
 
 def first_table(markdown: str) -> str:
@@ -29,7 +32,18 @@ def first_table(markdown: str) -> str:
     return "\n".join(table)
 
 
+def base_model_table() -> str:
+    metrics = json.loads((SHIPPED_MODEL / "model.json").read_text())["metrics"]
+    rows = ["| data | kind | targets | cases | Dice@1 | Dice@5 | Dice@10 |", "|---|---|---|---|---|---|---|"]
+    for name, m in metrics.items():
+        targets = ", ".join(m.get("targets", ["held-out AAL pairs"]))
+        cells = [name, m["kind"], targets, str(m["cases"])] + [f"{m[f'dice@{k}']:.3f}" for k in (1, 5, 10)]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 SOURCES = {
+    "base-model": base_model_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }
