@@ -88,3 +88,15 @@ def test_summary_checks_the_issue_targets_per_kind_of_stream():
     assert "beats TENT, click-only: yes" in rows[0] and "source drop <= 0.01: NO" in rows[0]
     assert "19 -> 10 (-47%)" in rows[0]
     assert "no harm (Dice@5 >= none - 0.01): NO" in rows[1] and "source drop <= 0.01: yes" in rows[1]
+
+
+def test_curves_hold_their_click_10_value_once_every_level_is_reached():
+    from InteractiveAdaptLib.benchmark import run_curves
+
+    stopped_old_format = [0.5, 0.7, 0.8, 0.85, 0.88, 0.9, 0.91, 0.91, 0.92, 0.93] + [1.0] * 10
+    going_on = [0.1] * 9 + [0.5] + [0.6] * 9 + [1.0]
+    perfect = [0.9] + [1.0] * 19
+    curves = run_curves({"curves": [stopped_old_format, going_on, perfect]})
+    assert curves[0, 10:].tolist() == [0.93] * 10  # not the 1.0 the old runs wrote
+    assert curves[1].tolist() == going_on  # measured values stay as they are
+    assert curves[2].tolist() == perfect

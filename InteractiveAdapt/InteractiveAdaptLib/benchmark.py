@@ -180,9 +180,11 @@ def run_stream(
                 )
             curve[t] = dice(mask, target)
             if t == TEACHING_CLICKS - 1 and curve[: t + 1].max() >= NOC_LEVELS[-1]:
-                break  # every NoC level is reached: more clicks change no metric
+                curve[t + 1 :] = curve[t]  # every NoC level is reached: held, not simulated further
+                break
             point = next_click(mask, target, mode, rng)
-            if point is None:
+            if point is None:  # no error left
+                curve[t + 1 :] = curve[t]
                 if accepted is None:
                     accepted = mask
                 break
@@ -220,9 +222,21 @@ def run_stream(
     }
 
 
+def run_curves(run: dict) -> np.ndarray:
+    """(cases, MAX_CLICKS) Dice per click of a run. A case stops after click 10 once every NoC level is
+    reached; its later clicks hold the click-10 value. Runs written before that rule (partial files of
+    earlier sessions) filled them with 1.0: those are held the same way, so all runs read alike."""
+    curves = np.array(run["curves"], dtype=float)
+    stopped = (curves[:, :TEACHING_CLICKS].max(1) >= NOC_LEVELS[-1]) & (
+        curves[:, TEACHING_CLICKS:] == 1.0
+    ).all(1)
+    curves[stopped, TEACHING_CLICKS:] = curves[stopped, TEACHING_CLICKS - 1 : TEACHING_CLICKS]
+    return curves
+
+
 def summarize(runs: list[dict], source_base: float) -> dict:
     """Means over cases of all orders; dice@5_se is the standard error over cases."""
-    curves = np.concatenate([np.array(r["curves"]) for r in runs])
+    curves = np.concatenate([run_curves(r) for r in runs])
     out = {f"dice@{k}": round(float(curves[:, k - 1].mean()), 4) for k in (1, 5, 10)}
     out["dice@5_se"] = (
         round(float(curves[:, 4].std(ddof=1) / np.sqrt(len(curves))), 4) if len(curves) > 1 else 0.0
@@ -308,7 +322,7 @@ def run_benchmark(
                 for m in method_names
             },
             "dice_per_click": {
-                m: np.concatenate([np.array(r["curves"]) for r in runs[m]]).mean(0).round(4).tolist()
+                m: np.concatenate([run_curves(r) for r in runs[m]]).mean(0).round(4).tolist()
                 for m in method_names
             },
         }
