@@ -65,29 +65,34 @@ def test_clicks_needed_counts_from_one_and_caps():
 def test_summary_checks_the_issue_targets_per_kind_of_stream():
     from InteractiveAdaptLib.benchmark_report import summary_table
 
-    def method(d1, d5, d10, noc80, noc85, drop=0.0):
-        keys = ("dice@1", "dice@5", "dice@10", "noc@80", "noc@85", "source_dice_drop")
-        return dict(zip(keys, (d1, d5, d10, noc80, noc85, drop), strict=True))
+    def method(d1, d5, d10, noc80, noc85, drop=0.0, reached85=1.0):
+        keys = ("dice@1", "dice@5", "dice@10", "noc@80", "noc@85", "source_dice_drop", "reached@85")
+        return dict(zip(keys, (d1, d5, d10, noc80, noc85, drop, reached85), strict=True))
 
-    single = {
-        "kind": "real", "stream": "single", "orders": 3, "cases": 100,
-        "methods": {
-            "none": method(0.1, 0.5, 0.6, 19.0, 20.0),
-            "tent": method(0.1, 0.4, 0.6, 19.0, 20.0),
-            "click-only": method(0.1, 0.4, 0.5, 19.0, 20.0),
-            "default": method(0.7, 0.72, 0.75, 10.0, 15.0, drop=0.02),
-        },
-    }  # fmt: skip
-    mixed = {
-        "kind": "real", "stream": "mixed", "orders": 1, "cases": 100,
-        "methods": {"none": method(0.6, 0.8, 0.9, 4.0, 6.0), "default": method(0.6, 0.785, 0.9, 4.0, 6.0)},
-    }  # fmt: skip
-    rows = summary_table({"a": single, "b": mixed}).splitlines()[2:]
-    # NoC@85 is at the cap without adaptation, so NoC@80 is the one that must drop by 40 %.
+    def stream(kind, **methods):
+        return {"kind": "real", "stream": kind, "orders": 3, "cases": 100, "methods": methods}
+
+    out_of_reach = stream(
+        "single",
+        none=method(0.1, 0.5, 0.6, 19.0, 19.5, reached85=0.1),
+        tent=method(0.1, 0.4, 0.6, 19.0, 20.0),
+        **{"click-only": method(0.1, 0.4, 0.5, 19.0, 20.0)},
+        default=method(0.7, 0.72, 0.75, 10.0, 15.0, drop=0.02, reached85=0.3),
+    )
+    reachable = stream("single", none=method(0.1, 0.5, 0.6, 12.0, 16.0, reached85=0.7),
+                       default=method(0.7, 0.72, 0.75, 6.0, 10.0))  # fmt: skip
+    no_headroom = stream(
+        "single", none=method(0.6, 0.9, 0.95, 2.0, 3.0), default=method(0.6, 0.9, 0.95, 2.0, 3.0)
+    )
+    mixed = stream("mixed", none=method(0.6, 0.8, 0.9, 4.0, 6.0), default=method(0.6, 0.785, 0.9, 4.0, 6.0))
+    rows = summary_table({"a": out_of_reach, "b": reachable, "c": no_headroom, "d": mixed}).splitlines()[2:]
+    # 85 % is out of reach without adaptation (10 % of cases get there), so NoC@80 must drop by 40 %.
     assert "NoC@80 -40 %: yes" in rows[0] and "Dice@5 >= none Dice@10: yes" in rows[0]
     assert "beats TENT, click-only: yes" in rows[0] and "source drop <= 0.01: NO" in rows[0]
-    assert "19 -> 10 (-47%)" in rows[0]
-    assert "no harm (Dice@5 >= none - 0.01): NO" in rows[1] and "source drop <= 0.01: yes" in rows[1]
+    assert "19 -> 10 (-47%)" in rows[0] and "| 10% / 30% |" in rows[0]
+    assert "NoC@85 -40 %: NO" in rows[1] and "beats TENT, click-only: NO" in rows[1]  # 16 -> 10 is -37 %
+    assert "no harm (Dice@5 >= none - 0.01): yes" in rows[2] and "NoC" not in rows[2].split("|")[-2]
+    assert "no harm (Dice@5 >= none - 0.01): NO" in rows[3] and "source drop <= 0.01: yes" in rows[3]
 
 
 def test_curves_hold_their_click_10_value_once_every_level_is_reached():

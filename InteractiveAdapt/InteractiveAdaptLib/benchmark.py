@@ -243,6 +243,8 @@ def summarize(runs: list[dict], source_base: float) -> dict:
     )
     for level in NOC_LEVELS:
         out[f"noc@{round(level * 100)}"] = round(float(np.mean([noc(c, level) for c in curves])), 2)
+    for level in NOC_LEVELS:  # the share of cases that reach the level at all within MAX_CLICKS
+        out[f"reached@{round(level * 100)}"] = round(float((curves.max(1) >= level).mean()), 3)
     out["source_dice_drop"] = round(source_base - float(np.mean([r["source_dice@5"] for r in runs])), 4)
     out["source_dice_drop_stream_weights"] = round(
         source_base - float(np.mean([r["source_dice@5_stream_weights"] for r in runs])), 4

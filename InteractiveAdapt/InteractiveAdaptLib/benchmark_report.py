@@ -44,15 +44,21 @@ def _noc_change(none: dict, default: dict, key: str) -> str:
     return f"{before:g} -> {after:g} ({change})"
 
 
+def _reached(method: dict) -> str:
+    return f"{method['reached@85']:.0%}" if "reached@85" in method else "n/a"
+
+
 def _target_checks(r: dict) -> str:
-    """The issue's quality targets for this kind of stream, each 'yes' or 'no'."""
+    """The benchmark issue's quality targets for this kind of stream, each 'yes' or 'NO'."""
     m = r["methods"]
     none, default = m["none"], m["default"]
     checks = {"source drop <= 0.01": default["source_dice_drop"] <= 0.01}
-    if r["stream"] == "mixed":
+    headroom = none["noc@85"] > 5  # the issue's "single-target streams with headroom"
+    if r["stream"] == "mixed" or not headroom:
         checks["no harm (Dice@5 >= none - 0.01)"] = default["dice@5"] >= none["dice@5"] - 0.01
     else:
-        level = "noc@85" if none["noc@85"] < 20 else "noc@80"  # 85 % out of reach without adaptation
+        # NoC@85, or NoC@80 where 85 % is out of reach: most cases never get there without adaptation.
+        level = "noc@85" if none.get("reached@85", 1.0) >= 0.5 else "noc@80"
         checks[f"NoC@{level[4:]} -40 %"] = default[level] <= 0.6 * none[level]
         checks["Dice@5 >= none Dice@10"] = default["dice@5"] >= none["dice@10"]
         baselines = [b for b in ("tent", "click-only") if b in m]
@@ -66,8 +72,8 @@ def summary_table(results: dict[str, dict]) -> str:
     """One row per stream: no adaptation against the product default, and the issue's target checks."""
     lines = [
         "| stream | kind | orders x cases | Dice@1/5/10 none | Dice@1/5/10 default | NoC@80 none -> default "
-        "| NoC@85 none -> default | targets |",
-        "|---" * 8 + "|",
+        "| NoC@85 none -> default | reach 85 % none / default | targets |",
+        "|---" * 9 + "|",
     ]
     for name, r in results.items():
         m = r["methods"]
@@ -77,7 +83,8 @@ def summary_table(results: dict[str, dict]) -> str:
         lines.append(
             f"| {name} | {r['kind']}, {r['stream']} | {r['orders']} x {r['cases']} | {_dice_triple(none)} "
             f"| {_dice_triple(default)} | {_noc_change(none, default, 'noc@80')} "
-            f"| {_noc_change(none, default, 'noc@85')} | {_target_checks(r)} |"
+            f"| {_noc_change(none, default, 'noc@85')} | {_reached(none)} / {_reached(default)} "
+            f"| {_target_checks(r)} |"
         )
     return "\n".join(lines) + "\n"
 
