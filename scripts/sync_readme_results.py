@@ -5,6 +5,7 @@ the table NAME takes from a file the commands write:
   adaptation-summary  benchmarks/results/adaptation.md, its summary table (`interactive-adapt benchmark`)
   training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
   base-model          models/colin27-unet-default/model.json, its metrics (`interactive-adapt export-model`)
+  default-ablations   benchmarks/results/ablations/adaptation.md, its table of every method
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
@@ -21,9 +22,9 @@ RESULTS = REPO / "benchmarks" / "results"
 SHIPPED_MODEL = REPO / "models" / "colin27-unet-default"
 
 
-def first_table(markdown: str) -> str:
-    """The first markdown table of a text (its consecutive lines starting with '|')."""
-    lines, table = markdown.splitlines(), []
+def first_table(markdown: str, after: str = "") -> str:
+    """The first markdown table of a text (its consecutive lines starting with '|'), after a heading."""
+    lines, table = (markdown.split(after, 1)[-1] if after else markdown).splitlines(), []
     for line in lines:
         if line.startswith("|"):
             table.append(line)
@@ -44,6 +45,9 @@ def base_model_table() -> str:
 
 SOURCES = {
     "base-model": base_model_table,
+    "default-ablations": lambda: first_table(
+        (RESULTS / "ablations" / "adaptation.md").read_text(), after="## Every method"
+    ),
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }
