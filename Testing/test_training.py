@@ -122,6 +122,11 @@ def test_training_report_compares_real_runs_at_a_step_budget(tiny_configs, engin
     report = training_report(runs, budget=4, speed_file=None)
     reference, ablation = report["runs"]
     assert reference["changes"] == "reference" and ablation["changes"] == {"augment": "none"}
+    # A reference run written before the field existed used its default: the change is still seen.
+    older = json.loads((runs[0] / "config.json").read_text())
+    del older["augment"]
+    (runs[0] / "config.json").write_text(json.dumps(older))
+    assert training_report(runs, budget=4, speed_file=None)["runs"][1]["changes"] == {"augment": "none"}
     logged = [json.loads(line) for line in (runs[1] / "log.jsonl").read_text().splitlines()]
     assert ablation["val_dice@1_at_budget"] == logged[-1]["val_dice@1"]
     assert ablation["val_dice@1_mean_last3"] == pytest.approx(

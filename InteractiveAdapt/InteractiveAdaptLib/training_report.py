@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InteractiveAdaptError
 from .network import CONFIGS, build_network, count_parameters
+from .training import TrainConfig
 
 SMOOTHING = 3  # validations averaged up to the budget
 IGNORED_FIELDS = {"steps", "threads", "val_every", "checkpoint_every"}  # bookkeeping, not the recipe
@@ -70,6 +72,8 @@ def summarize_run(run: Path, reference: dict, budget: int, speed: dict | None) -
 
 def training_report(runs: list[Path], budget: int, speed_file: Path | None) -> dict:
     reference, _ = read_run(runs[0])
+    # A run from before a recipe field existed used that field's default.
+    reference = {**asdict(TrainConfig()), **reference}
     speed = json.loads(speed_file.read_text()) if speed_file and speed_file.is_file() else None
     return {
         "command": "interactive-adapt " + " ".join(sys.argv[1:]),
