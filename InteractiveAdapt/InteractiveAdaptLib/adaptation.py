@@ -53,18 +53,15 @@ class OnlineAdapter:
         self.predictor = predictor
         self.network = predictor.network
         self.config = config
-        self.optimizer = self._new_optimizer()
+        self.reset_optimizer()
         self.loss = SegmentationLoss(ccg_weight=config.ccg_weight, ccg_sigma=config.ccg_sigma)
         self.steps_applied = 0
         self.steps_rejected = 0
 
-    def _new_optimizer(self) -> torch.optim.Adam:
-        # foreach: one fused update for all tensors (about a third faster per step on CPU).
-        return torch.optim.Adam(self.network.parameters(), lr=self.config.lr, foreach=True)
-
     def reset_optimizer(self) -> None:
         """A fresh Adam (no moments), as for a profile that starts from the base model."""
-        self.optimizer = self._new_optimizer()
+        # foreach: one fused update for all tensors (about a third faster per step on CPU).
+        self.optimizer = torch.optim.Adam(self.network.parameters(), lr=self.config.lr, foreach=True)
 
     def load_optimizer_state(self, state: dict[str, Any]) -> None:
         """Adam's moments from a saved version; the lr stays this session's choice."""

@@ -180,14 +180,13 @@ def run_stream(
                 )
             curve[t] = dice(mask, target)
             if t == TEACHING_CLICKS - 1 and curve[: t + 1].max() >= NOC_LEVELS[-1]:
-                curve[t + 1 :] = curve[t]  # every NoC level is reached: held, not simulated further
-                break
+                break  # every NoC level is reached
             point = next_click(mask, target, mode, rng)
             if point is None:  # no error left
-                curve[t + 1 :] = curve[t]
                 if accepted is None:
                     accepted = mask
                 break
+        curve[t + 1 :] = curve[t]  # a case that stopped early holds its last Dice (not simulated further)
         started = time.perf_counter()
         session.discard_pending()
         if learning:

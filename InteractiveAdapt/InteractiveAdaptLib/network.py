@@ -52,8 +52,8 @@ class NetworkConfig:
 CONFIGS = {
     # Fast enough for interactive CPU use (see benchmarks/results/speed.json).
     "default": NetworkConfig(name="default", channels=(16, 32, 64, 128, 256), num_res_units=1),
-    # Same widths without residual units (0.66M): about 40 % less compute per click; the size
-    # ablation of models/README.md compares its Dice with `default`.
+    # Same widths without residual units (0.66M): about 30 % less compute per click; the size
+    # ablation (benchmarks/results/training-ablations*.md) compares its Dice with `default`.
     "compact": NetworkConfig(name="compact", channels=(16, 32, 64, 128, 256), num_res_units=0),
     # The paper's 5-level 12/72/144/288/576 network; two residual units per level gives 8.1M
     # parameters, the closest MONAI U-Net to the paper's 9.8M.

@@ -32,7 +32,9 @@ def read_run(run: Path) -> tuple[dict, list[dict]]:
             "Give the --output folders of `interactive-adapt train`."
         )
     records = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
-    return json.loads(config_file.read_text()), [r for r in records if "step" in r]
+    # A run from before a recipe field existed used that field's default.
+    config = {**asdict(TrainConfig()), **json.loads(config_file.read_text())}
+    return config, [r for r in records if "step" in r]
 
 
 def _validation_key(records: list[dict]) -> str:
@@ -54,7 +56,7 @@ def summarize_run(run: Path, reference: dict, budget: int, speed: dict | None) -
             f"{run} has validations up to step {reached} only, below the budget of {budget} steps. "
             "Let it train further (it resumes) or lower --steps."
         )
-    changes = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and reference.get(k, v) != v}
+    changes = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and reference[k] != v}
     network = config.get("network", "default")
     entry = {
         "run": run.name,
@@ -72,8 +74,6 @@ def summarize_run(run: Path, reference: dict, budget: int, speed: dict | None) -
 
 def training_report(runs: list[Path], budget: int, speed_file: Path | None) -> dict:
     reference, _ = read_run(runs[0])
-    # A run from before a recipe field existed used that field's default.
-    reference = {**asdict(TrainConfig()), **reference}
     speed = json.loads(speed_file.read_text()) if speed_file and speed_file.is_file() else None
     return {
         "command": "interactive-adapt " + " ".join(sys.argv[1:]),
