@@ -105,3 +105,14 @@ def test_curves_hold_their_click_10_value_once_every_level_is_reached():
     assert curves[0, 10:].tolist() == [0.93] * 10  # not the 1.0 the old runs wrote
     assert curves[1].tolist() == going_on  # measured values stay as they are
     assert curves[2].tolist() == perfect
+
+
+def test_a_stream_at_a_finer_working_resolution_segments_there_and_measures_the_source_at_1mm(setting):
+    base, domain, cases, colin = setting
+    fine = run_stream(base, domain, cases[:2], methods()["none"], 0, colin, working_spacing_mm=0.5)
+    coarse = run_stream(base, domain, cases[:2], methods()["none"], 0, colin)
+    assert not np.allclose(fine["curves"], coarse["curves"])  # the network saw other pixels
+    # Nothing was learned, so the source Dice is the source's own 1 mm figure: no forgetting.
+    assert fine["source_dice@5"] == pytest.approx(coarse["source_dice@5"], abs=1e-6)
+    spacings = {name: s.working_spacing_mm for name, s in STREAMS.items()}
+    assert spacings["inia19-structure-0.5mm"] == 0.5 and spacings["inia19-structure"] == 1.0

@@ -131,6 +131,7 @@ def run_stream(
     progress: tqdm | None = None,
     store: SiteStore | None = None,
     site: str = "benchmark",
+    working_spacing_mm: float = 1.0,
 ) -> dict:
     """One method on one ordered stream; returns per-case curves, latencies and the source Dice@5.
     With a `store`, every learned case is saved as a site version (the demo keeps them)."""
@@ -141,6 +142,7 @@ def run_stream(
         autosave=store is not None,
         seed=seed,
         forgetting_guard=method.guard,
+        target_spacing_mm=working_spacing_mm,
     )
     session = InteractiveSession(base, config, store=store, site=site)
     curves, click_ms, case_ms = [], [], []
@@ -201,14 +203,15 @@ def run_stream(
     # source structure with that structure's own profile, so that is what is measured; the weights the
     # stream adapted most are measured too, to show what the profiles protect against.
     held_out = source_cases(colin)
-    stream_weights = source_dice(session.predictor, colin, mode, held_out)
+    source_predictor = Predictor(session.network)  # the source at its own working resolution (1 mm)
+    stream_weights = source_dice(source_predictor, colin, mode, held_out)
     if learning and method.per_target_profiles:
         session.use_profile(Counter(c.target for c in cases).most_common(1)[0][0])
-        stream_weights = source_dice(session.predictor, colin, mode, held_out)
+        stream_weights = source_dice(source_predictor, colin, mode, held_out)
         per_case = []
         for case in held_out:
             session.use_profile(case.target)
-            per_case.append(source_dice(session.predictor, colin, mode, [case]))
+            per_case.append(source_dice(source_predictor, colin, mode, [case]))
         product = float(np.mean(per_case))
     else:
         product = stream_weights
@@ -300,7 +303,17 @@ def run_benchmark(
                 continue
             base.network.load_state_dict(network_state)
             cases = stream.cases(domain, n_cases, seed=1000 + order)
-            run = run_stream(base, domain, cases, all_methods[method_name], order, colin, mode, bar)
+            run = run_stream(
+                base,
+                domain,
+                cases,
+                all_methods[method_name],
+                order,
+                colin,
+                mode,
+                bar,
+                working_spacing_mm=stream.working_spacing_mm,
+            )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(run))
             runs[method_name].append(run)
@@ -316,6 +329,7 @@ def run_benchmark(
             "cases": len(runs[method_names[0]][0]["curves"]),
             "orders": orders,
             "click_mode": mode,
+            "working_spacing_mm": stream.working_spacing_mm,
             "source_dice@5_before": round(source_base, 4),
             "methods": {m: summarize(runs[m], source_base) for m in method_names},
             "dice_along_stream": {

@@ -18,6 +18,8 @@ class Stream:
     targets: tuple[str, ...]  # target names; empty = the held-out (test-split) AAL pairs
     stream: str  # "single" (one target type) or "mixed" (the target changes from case to case)
     description: str
+    # The site's working resolution: the network sees each slice resampled to this in-plane spacing.
+    working_spacing_mm: float = 1.0
 
     def cases(self, domain: Domain, count: int, seed: int) -> list[Case]:
         """`count` cases in a seeded random order (across slices and orientations)."""
@@ -57,6 +59,16 @@ STREAMS: dict[str, Stream] = {
             ("neuromaps:55", "neuromaps:1055"),
             "single",
             "macaque T1, NeuroMaps structure 55 (both hemispheres)",
+        ),
+        # The same cases with the working resolution a site sets for small anatomy: the macaque brain
+        # is about half the size of a human one, so 0.5 mm shows it to the network at a human scale.
+        Stream(
+            "inia19-structure-0.5mm",
+            "inia19",
+            ("neuromaps:55", "neuromaps:1055"),
+            "single",
+            "macaque T1, NeuroMaps structure 55, working resolution 0.5 mm",
+            working_spacing_mm=0.5,
         ),
         Stream("robex-brain", "robex", ("brain",), "single", "ROBEX T1 head at 1.5 mm, brain"),
         Stream(
