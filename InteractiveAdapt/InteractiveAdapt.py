@@ -34,6 +34,7 @@ SETTINGS_WIDGETS = {
     "learning_rate": ("learningRateSpinBox", "value", "valueChanged"),
     "mid_interaction": ("midInteractionCheckBox", "checked", "toggled"),
     "post_interaction": ("postInteractionCheckBox", "checked", "toggled"),
+    "working_spacing_mm": ("workingSpacingSpinBox", "value", "valueChanged"),
 }
 CITATION = (
     "Xu, Liang, Anthony, Ibrahim, Cohen, Yang, Kamnitsas. <i>You Point, I Learn: Online Adaptation of "

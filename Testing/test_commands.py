@@ -98,6 +98,23 @@ def test_segment_bad_clicks_give_a_clear_error(tiny_model, colin_crop, tmp_path,
     assert not (tmp_path / "m.nii.gz").exists()
 
 
+def test_segment_at_a_finer_working_resolution(tiny_model, colin_crop, tmp_path, capsys):
+    image, _ = colin_crop
+    clicks = write_clicks(tmp_path / "clicks.json", [{"voxel": [50, 50, 20], "plane": "K", "positive": True}])
+    masks = {}
+    for spacing in ("1", "0.5"):
+        out = tmp_path / f"mask-{spacing}.nii.gz"
+        code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
+                         "--model", str(tiny_model.directory), "--working-spacing", spacing])  # fmt: skip
+        assert code == 0
+        masks[spacing] = read_volume(out).array
+    assert masks["1"].shape == masks["0.5"].shape and not np.array_equal(masks["1"], masks["0.5"])
+    with pytest.raises(SystemExit):
+        cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(tmp_path / "m.nii.gz"),
+                  "--model", str(tiny_model.directory), "--working-spacing", "5"])  # fmt: skip
+    assert "between 0.25 and 2 mm" in capsys.readouterr().err
+
+
 def test_segment_missing_image_is_a_clear_error(tiny_model, tmp_path, capsys):
     clicks = write_clicks(tmp_path / "c.json", [{"voxel": [1, 2, 3]}])
     code = cli.main(["segment", str(tmp_path / "nope.nii.gz"), "--clicks", str(clicks), "--output",

@@ -15,7 +15,12 @@ from InteractiveAdaptLib.errors import InteractiveAdaptError, WeightsError
 
 def test_settings_round_trip_through_plain_and_qsettings_strings():
     custom = st.ModuleSettings(
-        site="St Mary MRI", user="dr b", device="cpu", learning_rate=1e-4, mid_interaction=False
+        site="St Mary MRI",
+        user="dr b",
+        device="cpu",
+        learning_rate=1e-4,
+        mid_interaction=False,
+        working_spacing_mm=0.5,
     )
     assert st.ModuleSettings.from_dict(custom.to_dict()) == custom
     as_qsettings = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in custom.to_dict().items()}
@@ -30,6 +35,7 @@ def test_bad_saved_values_fall_back_to_defaults(caplog):
             "device": "tpu",
             "learning_rate": "fast",
             "mid_interaction": "maybe",
+            "working_spacing_mm": "nan",
             "user": None,
             "x": 1,
         }
@@ -38,6 +44,7 @@ def test_bad_saved_values_fall_back_to_defaults(caplog):
     assert (
         st.ModuleSettings.from_dict({"learning_rate": "1"}).learning_rate == defaults.learning_rate
     )  # too high
+    assert st.ModuleSettings.from_dict({"working_spacing_mm": "5"}).working_spacing_mm == 1.0  # too coarse
     assert "Ignoring saved setting" in caplog.text
 
 
@@ -98,10 +105,13 @@ def test_repository_models_folder_is_found_from_the_module_folder():
 def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir, colin_block):
     from InteractiveAdaptLib.clicks import Click
 
-    prefs = st.ModuleSettings(site="Site A", user="", device="auto", learning_rate=1e-3)
+    prefs = st.ModuleSettings(
+        site="Site A", user="", device="auto", learning_rate=1e-3, working_spacing_mm=0.75
+    )
     store = tmp_path / "InteractiveAdapt"
     session = st.open_session(prefs, store, tiny_model_dir, cuda_available=False)
     assert session.config.device == "cpu" and session.config.adaptation.lr == 1e-3
+    assert session.predictor.target_spacing_mm == 0.75
     assert st.provenance_text(session, "Brain").startswith("Shipped base model 'tiny-test'")
     base_weights = {k: v.clone() for k, v in session.network.state_dict().items()}
 

@@ -182,7 +182,7 @@ def test_advanced_section_defaults_match_the_settings_defaults(ui):
     assert advanced.collapsed and advanced.text == "Advanced"
     defaults = prefs.ModuleSettings()
     for name in ("midInteractionCheckBox", "postInteractionCheckBox", "learningRateSpinBox", "deviceComboBox",
-                 "weightsFolderLabel", "exportSiteButton"):  # fmt: skip
+                 "workingSpacingSpinBox", "weightsFolderLabel", "exportSiteButton"):  # fmt: skip
         assert advanced.findChild(QWidget, name) is not None, f"{name} belongs in the Advanced section"
     assert child(ui, QCheckBox, "midInteractionCheckBox").isChecked() == defaults.mid_interaction
     assert child(ui, QCheckBox, "postInteractionCheckBox").isChecked() == defaults.post_interaction
@@ -190,6 +190,9 @@ def test_advanced_section_defaults_match_the_settings_defaults(ui):
     assert rate.value() == pytest.approx(defaults.learning_rate) and rate.decimals() >= 6
     low, high = prefs.LEARNING_RATE_RANGE
     assert low <= rate.minimum() and rate.maximum() <= high
+    spacing = child(ui, QDoubleSpinBox, "workingSpacingSpinBox")
+    assert spacing.value() == pytest.approx(defaults.working_spacing_mm)
+    assert (spacing.minimum(), spacing.maximum()) == pytest.approx(prefs.WORKING_SPACING_RANGE_MM)
     device = child(ui, QComboBox, "deviceComboBox")
     assert [device.itemText(n).lower() for n in range(device.count())] == list(prefs.DEVICES)
     assert child(ui, QPushButton, "exportSiteButton").text() == "Export site..."

@@ -5,7 +5,9 @@ the table NAME takes from a file the commands write:
   adaptation-summary  benchmarks/results/adaptation.md, its summary table (`interactive-adapt benchmark`)
   training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
   base-model          models/colin27-unet-default/model.json, its metrics (`interactive-adapt export-model`)
-  default-ablations   benchmarks/results/ablations/adaptation.md, its table of every method
+  default-ablations   benchmarks/results/ablations/adaptation-*.json, every stream and method
+  guard-three-orders  benchmarks/results/guard/adaptation.md, its table of every method
+  speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
@@ -43,11 +45,54 @@ def base_model_table() -> str:
     return "\n".join(rows)
 
 
+def ablations_table() -> str:
+    """One row per (stream, method) of the default's ablations."""
+    rows = [
+        "| stream | method | Dice@1 | Dice@5 | Dice@10 | NoC@80 | NoC@85 | reach 80 % | source drop |",
+        "|---" * 9 + "|",
+    ]
+    for path in sorted((RESULTS / "ablations").glob("adaptation-*.json")):
+        result = json.loads(path.read_text())
+        for method, m in result["methods"].items():
+            cells = [result["stream_name"], method] + [f"{m[f'dice@{k}']:.3f}" for k in (1, 5, 10)]
+            cells += [
+                f"{m['noc@80']:g}",
+                f"{m['noc@85']:g}",
+                f"{m['reached@80']:.0%}",
+                f"{m['source_dice_drop']:g}",
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+SPEED_CONFIGS = {"default": "default", "compact": "compact (no residual units)", "paper": "paper"}
+
+
+def speed_table() -> str:
+    speed = json.loads((RESULTS / "speed.json").read_text())
+    rows = [
+        "| network | parameters | click to prediction p95 | click incl. MI p50 / p95 | PI per slice "
+        "| peak RSS | soak growth (500 clicks) |",
+        "|---" * 7 + "|",
+    ]
+    for key, label in SPEED_CONFIGS.items():
+        if key in speed:
+            s = speed[key]
+            rows.append(
+                f"| {label} | {s['parameters'] / 1e6:.2f} M | {s['predict_ms_p95']:.0f} ms "
+                f"| {s['click_ms_p50']:.0f} / {s['click_ms_p95']:.0f} ms | {s['pi_ms_per_slice']:.0f} ms "
+                f"| {s['peak_rss_mb']:.0f} MB | {s['soak_rss_growth_mb']:.0f} MB |"
+            )
+    return "\n".join(rows)
+
+
 SOURCES = {
     "base-model": base_model_table,
-    "default-ablations": lambda: first_table(
-        (RESULTS / "ablations" / "adaptation.md").read_text(), after="## Every method"
+    "default-ablations": ablations_table,
+    "guard-three-orders": lambda: first_table(
+        (RESULTS / "guard" / "adaptation.md").read_text(), after="## Every method"
     ),
+    "speed": speed_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }

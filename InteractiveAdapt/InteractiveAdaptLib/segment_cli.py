@@ -63,11 +63,13 @@ def segment(
     site: str,
     user: str | None,
     series_uid: str | None = None,
+    working_spacing_mm: float = 1.0,
 ) -> tuple[int, int | None]:
     """Run the clicks through a session and write the mask volume. Returns (voxels, saved version)."""
     volume = read_volume(image, series_uid=series_uid)
     profile, clicks = parse_clicks(clicks_file)
-    session = InteractiveSession(load_base_model(model_dir), SessionConfig(autosave=learn), store, site, user)
+    config = SessionConfig(autosave=learn, target_spacing_mm=working_spacing_mm)
+    session = InteractiveSession(load_base_model(model_dir), config, store, site, user)
     session.start_case(volume.array, volume.spacing_kji, profile)
     mask = np.zeros(volume.array.shape, np.uint8)
     for click in clicks:
@@ -101,7 +103,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--site", default="default")
     p.add_argument("--user", default=None)
+    p.add_argument(
+        "--working-spacing",
+        type=_working_spacing,
+        default=1.0,
+        metavar="MM",
+        help="pixel size the network sees (1 mm for human anatomy, 0.5 for small anatomy such as animals)",
+    )
     p.set_defaults(func=_segment_command)
+
+
+def _working_spacing(text: str) -> float:
+    from .settings import WORKING_SPACING_RANGE_MM
+
+    low, high = WORKING_SPACING_RANGE_MM
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"give a pixel size between {low:g} and {high:g} mm (got {text!r})")
+    return value
 
 
 def _segment_command(args) -> int:
@@ -119,6 +141,7 @@ def _segment_command(args) -> int:
         args.site,
         args.user,
         args.series_uid,
+        args.working_spacing,
     )
     print(f"wrote {args.output} ({voxels} voxels segmented)")
     if version is not None:

@@ -23,6 +23,7 @@ MODEL_CARD_FILE = "model.json"
 MODEL_WEIGHTS_FILE = "weights.pt"
 DEVICES = ("auto", "cpu", "cuda")
 LEARNING_RATE_RANGE = (1e-7, 1e-2)
+WORKING_SPACING_RANGE_MM = (0.25, 2.0)
 
 
 @dataclass
@@ -35,6 +36,9 @@ class ModuleSettings:
     learning_rate: float = 5e-5
     mid_interaction: bool = True
     post_interaction: bool = True
+    # The pixel size the network sees: 1 mm for human anatomy; finer for small anatomy (animals,
+    # newborns), where the benchmark's macaque stream needs 0.5 mm.
+    working_spacing_mm: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, one key per field (the module writes them under SETTINGS_GROUP)."""
@@ -89,6 +93,14 @@ def _parse_learning_rate(raw: Any) -> float:
     return rate
 
 
+def _parse_working_spacing(raw: Any) -> float:
+    spacing = float(raw)
+    low, high = WORKING_SPACING_RANGE_MM
+    if not math.isfinite(spacing) or not low <= spacing <= high:
+        raise ValueError(f"working resolution must be between {low:g} and {high:g} mm")
+    return spacing
+
+
 def _parse_site(raw: Any) -> str:
     site = str(raw).strip()
     if not site:
@@ -103,6 +115,7 @@ _PARSERS = {
     "learning_rate": _parse_learning_rate,
     "mid_interaction": _parse_bool,
     "post_interaction": _parse_bool,
+    "working_spacing_mm": _parse_working_spacing,
 }
 
 
@@ -178,7 +191,11 @@ def open_session(
         mid_interaction=settings.mid_interaction,
         post_interaction=settings.post_interaction,
     )
-    config = SessionConfig(adaptation=adaptation, device=resolve_device(settings.device, cuda))
+    config = SessionConfig(
+        adaptation=adaptation,
+        device=resolve_device(settings.device, cuda),
+        target_spacing_mm=settings.working_spacing_mm,
+    )
     log.info(
         "Opening a session: site %r, user %r, device %s, model %s",
         settings.site,
