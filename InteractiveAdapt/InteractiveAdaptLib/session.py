@@ -19,6 +19,7 @@ from .base_model import BaseModel, load_weights_into
 from .clicks import Click
 from .errors import CaseStateError, InvalidClickError
 from .forgetting_guard import GUARD_FILE, ForgettingGuard
+from .memory import release_freed_memory
 from .normalization import normalize_intensity
 from .predictor import Predictor, PreparedSlice
 from .site_names import suggest_name
@@ -314,6 +315,7 @@ class InteractiveSession:
         volume, spacing = self._volume, self._spacing
         self._reset_case_state()
         self._volume, self._spacing, self._case_start = volume, spacing, start
+        release_freed_memory()
 
     def finish_case(
         self, accepted: dict[SliceKey, np.ndarray] | None = None, learn: bool = True
@@ -366,6 +368,7 @@ class InteractiveSession:
             version = self._save() if self.config.autosave else None
         self._volume = None
         self._reset_case_state()
+        release_freed_memory()  # the case's undo snapshots
         return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
