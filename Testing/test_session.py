@@ -227,6 +227,36 @@ def test_undo_memory_is_bounded_and_dropped_at_finish(base, colin):
     assert len(session._undo) == 0 and session._case_start is None
 
 
+def test_undo_snapshots_are_recycled_and_stay_bit_for_bit(base, colin):
+    def optimizer_state(session):
+        state = session.adapter.optimizer.state_dict()["state"]
+        return {i: {k: v.clone() for k, v in entry.items()} for i, entry in state.items()}
+
+    def same_optimizer(a, b):
+        return a.keys() == b.keys() and all(torch.equal(a[i][k], b[i][k]) for i in a for k in a[i])
+
+    session = make_session(base)
+    session.config.undo_depth = 2
+    reused = set()
+    for case in range(2):
+        session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+        states = []
+        for k in range(5):
+            states.append((weights(session), optimizer_state(session)))
+            session.add_click(Click(0, AXIAL, 60 + 10 * k, 90, k % 2 == 0))
+            session.learn_pending()
+        in_use = {t.data_ptr() for e in session._undo if e.weights for t in e.weights.model.values()}
+        if case == 1:  # the second case's snapshots live in the first case's memory
+            assert in_use <= reused
+        for k in (4, 3):  # the two clicks that still have their snapshot
+            session.undo()
+            assert same_weights(states[k][0], weights(session))
+            assert same_optimizer(states[k][1], optimizer_state(session))
+        session.finish_case(learn=False)
+        assert len(session._spare_snapshots) <= 2
+        reused = {t.data_ptr() for s in session._spare_snapshots for t in s.model.values()}
+
+
 def test_clear_errors_for_bad_input(base, colin):
     session = make_session(base)
     with pytest.raises(InteractiveAdaptError, match="No case is open"):

@@ -73,6 +73,7 @@ def methods(lr: float = 5e-5) -> dict[str, Method]:
                 "default-lr2e-5": {"lr": 2e-5},
                 "default-lr1e-4": {"lr": 1e-4},
                 "default-ccg0": {"ccg_weight": 0.0},
+                "default-ccg50": {"ccg_weight": 50.0},
                 "default-ccg-sigma6": {"ccg_sigma": 6.0},
             }.items()
         },

@@ -1,9 +1,10 @@
 """Give the memory a finished case no longer needs back to the operating system.
 
-A case keeps up to `undo_depth` snapshots of the weights and the Adam state for undo. When the case
-ends they are freed, but glibc keeps the freed heap pages mapped, so the process's memory drifts up
-and down by hundreds of MB with the paper-size network although nothing leaks (bench-speed's soak:
-270 MB "growth" over 500 clicks, flat at the first case's size with a trim after every case).
+A case frees many large blocks (post-interaction snapshots, activations of slices of every size), and
+glibc keeps freed heap pages mapped, so the process's memory drifted up and down by hundreds of MB with
+the paper-size network although nothing leaked (bench-speed's soak: 270 MB "growth" over 500 clicks).
+With the undo snapshots recycled and a trim after every case it stays flat (measured: 0.3 MB over 15
+cases of the paper network); the recycled snapshots are not freed, so the next clicks do not fault.
 """
 
 from __future__ import annotations

@@ -100,6 +100,9 @@ class InteractiveSession:
         # Weights of profiles used without a store (benchmark, CLI without learning), kept in memory.
         self._memory_profiles: dict[str, Snapshot] = {}
         self._volume: np.ndarray | None = None
+        # Undo snapshots no longer needed, overwritten by the next ones (no allocation churn per click).
+        self._spare_snapshots: list[Snapshot] = []
+        self._undo: deque[_UndoEntry] = deque()
         self._reset_case_state()
 
     # ------------------------------------------------------------------ profiles
@@ -145,6 +148,7 @@ class InteractiveSession:
 
     # ------------------------------------------------------------------ case lifecycle
     def _reset_case_state(self) -> None:
+        self._recycle(self._undo)
         self._clicks: list[Click] = []
         self._predictions: dict[SliceKey, np.ndarray] = {}
         self._prepared: dict[SliceKey, PreparedSlice] = {}
@@ -248,7 +252,7 @@ class InteractiveSession:
         key, previous, newest, logits = self._pending
         self._pending = None
         entry = self._undo[-1]
-        entry.weights = self.adapter.snapshot()
+        entry.weights = self.adapter.snapshot(self._spare_snapshots.pop() if self._spare_snapshots else None)
         self._trim_undo()
         prepared = self.prepared_slice(key)
         grid = prepared.to_grid(previous + [newest])
@@ -262,7 +266,13 @@ class InteractiveSession:
     def _trim_undo(self) -> None:
         # Old entries lose their weight snapshot first (memory stays bounded); clicks stay undoable.
         with_weights = [e for e in self._undo if e.weights is not None]
-        for entry in with_weights[: max(0, len(with_weights) - self.config.undo_depth)]:
+        self._recycle(with_weights[: max(0, len(with_weights) - self.config.undo_depth)])
+
+    def _recycle(self, entries) -> None:
+        """Take the weight snapshots of undo entries that are dropped, for the next clicks to reuse."""
+        for entry in entries:
+            if entry.weights is not None and len(self._spare_snapshots) < self.config.undo_depth:
+                self._spare_snapshots.append(entry.weights)
             entry.weights = None
 
     def undo(self) -> SlicePrediction | None:
@@ -275,6 +285,7 @@ class InteractiveSession:
         self._clicks.pop()
         if entry.weights is not None:
             self.adapter.restore(entry.weights)
+            self._recycle([entry])
         key = (entry.click.axis, entry.click.index)
         if entry.previous_mask is None:
             self._predictions.pop(key, None)
@@ -291,6 +302,7 @@ class InteractiveSession:
             return self.undo()
         self.learn_pending()
         removed = self._clicks.pop(n)
+        self._recycle(e for e in self._undo if e.click is removed)
         self._undo = deque(e for e in self._undo if e.click is not removed)
         key = (removed.axis, removed.index)
         remaining = self.slice_clicks(key)
@@ -368,7 +380,7 @@ class InteractiveSession:
             version = self._save() if self.config.autosave else None
         self._volume = None
         self._reset_case_state()
-        release_freed_memory()  # the case's undo snapshots
+        release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case
         return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
