@@ -195,10 +195,12 @@ def test_export_model_measures_and_writes_a_loadable_model_card(tmp_path, monkey
 def test_bench_speed_writes_every_figure(tiny_model, tmp_path):
     out = tmp_path / "speed.json"
     assert cli.main(["bench-speed", "--model", str(tiny_model.directory), "--configs", "default",
-                     "--cases", "2", "--output", str(out), "--threads", "1"]) == 0  # fmt: skip
+                     "--cases", "2", "--output", str(out), "--threads", "1", "--repeats", "2"]) == 0  # fmt: skip
     result = json.loads(out.read_text())
     for key in ("predict_ms_p95", "click_ms_p50", "click_ms_p95", "pi_ms_per_slice", "load_ms", "peak_rss_mb",
                 "soak_rss_growth_mb"):  # fmt: skip
         assert result["default"][key] == result["default"][key]  # a number, not NaN
     assert result["default"]["peak_rss_mb"] > 50 and result["machine"]["torch_threads"] == 1
     assert result["default"]["soak_clicks"] == 20
+    runs = [run["click_ms_p50"] for run in result["default"]["runs"]]
+    assert len(runs) == 2 and result["default"]["click_ms_p50"] == pytest.approx(sum(runs) / 2, abs=0.1)

@@ -1,7 +1,10 @@
 """`interactive-adapt bench-speed`: latency, memory and soak of a session, per network configuration.
 
 Each configuration runs in its own process, so its peak RSS is its own. Slices are 256 x 256 and the
-volume is 256 x 256 x 200 (Colin27 resampled: real anatomy).
+volume is 256 x 256 x 200 (Colin27 resampled: real anatomy). This machine has run-to-run speed
+swings of about a third (the same process is sometimes that much slower throughout), so every
+configuration is measured `--repeats` times, interleaved, and each figure is the median of the runs;
+the runs themselves are kept under "runs".
 """
 
 from __future__ import annotations
@@ -113,6 +116,7 @@ def register(subparsers) -> None:
     p.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=["default", "paper"])
     p.add_argument("--cases", type=int, default=50, help="soak cases (10 clicks each)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3, help="fresh processes per configuration")
     p.add_argument("--worker", help=argparse_suppress())
     p.set_defaults(func=_command)
 
@@ -136,24 +140,14 @@ def _command(args) -> int:
         "slice": list(SHAPE[1:]),
         "volume": list(SHAPE),
     }
-    for config in args.configs:
-        cmd = [
-            sys.executable,
-            "-m",
-            "InteractiveAdaptLib.cli",
-            "bench-speed",
-            "--worker",
-            config,
-            "--model",
-            str(shipped),
-            "--cases",
-            str(args.cases),
-            "--threads",
-            str(args.threads),
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        result[config] = json.loads(out.strip().splitlines()[-1])
-        print(config, result[config])
+    runs: dict[str, list[dict]] = {config: [] for config in args.configs}
+    for repeat in range(args.repeats):
+        for config in args.configs:  # interleaved, so a slow spell of the machine hits every config
+            runs[config].append(_run_worker(config, shipped, args))
+            print(config, f"run {repeat + 1}/{args.repeats}", runs[config][-1])
+    for config, measured in runs.items():
+        result[config] = {key: _median([run[key] for run in measured]) for key in measured[0]}
+        result[config]["runs"] = measured
     if "default" in result and "paper" in result:
         result["paper_over_default_click_p50"] = round(
             result["paper"]["click_ms_p50"] / result["default"]["click_ms_p50"], 2
@@ -162,3 +156,30 @@ def _command(args) -> int:
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {args.output}")
     return 0
+
+
+def _median(values: list) -> float | int:
+    middle = float(np.median(values))
+    return (
+        int(middle) if all(isinstance(v, int) for v in values) and middle.is_integer() else round(middle, 1)
+    )
+
+
+def _run_worker(config: str, shipped: Path, args) -> dict:
+    """One measurement of `config` in a fresh process."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "InteractiveAdaptLib.cli",
+        "bench-speed",
+        "--worker",
+        config,
+        "--model",
+        str(shipped),
+        "--cases",
+        str(args.cases),
+        "--threads",
+        str(args.threads),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
