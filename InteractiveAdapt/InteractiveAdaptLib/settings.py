@@ -85,20 +85,17 @@ def _parse_device(raw: Any) -> str:
     return device
 
 
-def _parse_learning_rate(raw: Any) -> float:
-    rate = float(raw)
-    low, high = LEARNING_RATE_RANGE
-    if not math.isfinite(rate) or not low <= rate <= high:
-        raise ValueError(f"learning rate must be between {low:g} and {high:g}")
-    return rate
+def _number_in(limits: tuple[float, float], what: str, unit: str = ""):
+    """A parser of a number within `limits` (ends included)."""
 
+    def parse(raw: Any) -> float:
+        value = float(raw)
+        low, high = limits
+        if not math.isfinite(value) or not low <= value <= high:
+            raise ValueError(f"{what} must be between {low:g} and {high:g}{unit}")
+        return value
 
-def _parse_working_spacing(raw: Any) -> float:
-    spacing = float(raw)
-    low, high = WORKING_SPACING_RANGE_MM
-    if not math.isfinite(spacing) or not low <= spacing <= high:
-        raise ValueError(f"working resolution must be between {low:g} and {high:g} mm")
-    return spacing
+    return parse
 
 
 def _parse_site(raw: Any) -> str:
@@ -112,10 +109,10 @@ _PARSERS = {
     "site": _parse_site,
     "user": lambda raw: str(raw).strip(),
     "device": _parse_device,
-    "learning_rate": _parse_learning_rate,
+    "learning_rate": _number_in(LEARNING_RATE_RANGE, "learning rate"),
     "mid_interaction": _parse_bool,
     "post_interaction": _parse_bool,
-    "working_spacing_mm": _parse_working_spacing,
+    "working_spacing_mm": _number_in(WORKING_SPACING_RANGE_MM, "working resolution", " mm"),
 }
 
 
