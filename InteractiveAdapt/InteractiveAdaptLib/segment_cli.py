@@ -114,16 +114,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _working_spacing(text: str) -> float:
-    from .settings import WORKING_SPACING_RANGE_MM
+    from .settings import WORKING_SPACING_RANGE_MM, parse_working_spacing
 
-    low, high = WORKING_SPACING_RANGE_MM
     try:
-        value = float(text)
+        return parse_working_spacing(text)
     except ValueError:
-        value = float("nan")
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(f"give a pixel size between {low:g} and {high:g} mm (got {text!r})")
-    return value
+        low, high = WORKING_SPACING_RANGE_MM
+        raise argparse.ArgumentTypeError(
+            f"give a pixel size between {low:g} and {high:g} mm (got {text!r})"
+        ) from None
 
 
 def _segment_command(args) -> int:

@@ -98,6 +98,10 @@ def _number_in(limits: tuple[float, float], what: str, unit: str = ""):
     return parse
 
 
+# Shared with `interactive-adapt segment --working-spacing`.
+parse_working_spacing = _number_in(WORKING_SPACING_RANGE_MM, "working resolution", " mm")
+
+
 def _parse_site(raw: Any) -> str:
     site = str(raw).strip()
     if not site:
@@ -112,7 +116,7 @@ _PARSERS = {
     "learning_rate": _number_in(LEARNING_RATE_RANGE, "learning rate"),
     "mid_interaction": _parse_bool,
     "post_interaction": _parse_bool,
-    "working_spacing_mm": _number_in(WORKING_SPACING_RANGE_MM, "working resolution", " mm"),
+    "working_spacing_mm": parse_working_spacing,
 }
 
 
