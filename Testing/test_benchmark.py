@@ -116,3 +116,16 @@ def test_a_stream_at_a_finer_working_resolution_segments_there_and_measures_the_
     assert fine["source_dice@5"] == pytest.approx(coarse["source_dice@5"], abs=1e-6)
     spacings = {name: s.working_spacing_mm for name, s in STREAMS.items()}
     assert spacings["inia19-structure-0.5mm"] == 0.5 and spacings["inia19-structure"] == 1.0
+
+
+def test_the_default_learns_left_and_right_of_a_structure_in_one_profile(setting):
+    base, domain, _, colin = setting
+    cases = STREAMS["mni152-temporal-mid"].cases(domain, 4, seed=1000)
+    assert len({c.target for c in cases}) == 2  # both sides are in the stream
+    state = weights(base.network)
+    shared = run_stream(base, domain, cases, methods()["pi+mi"], 0, colin)  # one model for the stream
+    base.network.load_state_dict(state)
+    default = run_stream(base, domain, cases, methods()["default"], 0, colin)
+    base.network.load_state_dict(state)
+    # Same learning, so the same curves: one side's cases taught the other's.
+    np.testing.assert_allclose(default["curves"], shared["curves"], atol=1e-6)

@@ -20,6 +20,7 @@ from InteractiveAdaptLib.datasets import (
     aal_pair,
     default_cache_dir,
     load_domain,
+    structure_of,
     synthesize_contrast,
 )
 from InteractiveAdaptLib.errors import ImageReadError, InvalidClickError
@@ -54,6 +55,25 @@ def test_aal_ids_come_in_left_right_pairs():
         assert names[left].endswith("_L") and names[left + 1] == names[left][:-2] + "_R"
         assert aal_pair(left) == aal_pair(left + 1) == (left + 1) // 2
     assert {aal_pair(label) for label in names} == set(range(1, AAL_PAIRS + 1))
+
+
+def test_left_and_right_aal_regions_are_one_structure_and_other_regions_are_not():
+    names = aal_names()
+    for left in range(1, 109, 2):
+        assert structure_of(f"aal:{names[left]}") == structure_of(f"aal:{names[left + 1]}")
+    # 54 bilateral pairs plus the 8 midline vermis parts, each its own structure.
+    assert len({structure_of(f"aal:{name}") for name in names.values()}) == 54 + 8
+    assert structure_of("grey matter") == "grey matter" and structure_of("brain") == "brain"
+
+
+def test_neuromaps_structure_n_and_n_plus_1000_are_mirror_images(engine_domain):
+    inia = engine_domain("inia19")
+    labels = inia.label_maps["neuromaps"]
+    assert structure_of("neuromaps:55") == structure_of("neuromaps:1055") != structure_of("neuromaps:56")
+    left, right = (np.argwhere(labels == v).mean(0) for v in (55, 1055))
+    width = labels.shape[2]
+    # Same height and depth; across the midline along the last (left-right) axis.
+    assert np.allclose(left[:2], right[:2], atol=2) and abs(left[2] + right[2] - width) < 4
 
 
 def test_mni152_has_all_tissue_classes_on_its_grid(engine_domain):

@@ -274,6 +274,23 @@ def test_segment_profile_from_terminology_or_name(mri_scene):
     assert mrml.segment_profile(seg, lesion) == "Lesion"
 
 
+def test_left_and_right_segments_of_a_structure_share_their_profile(mri_scene):
+    seg, ids = _segmentation(mri_scene, "Hippocampus_L", "Right hippocampus", "Left", "Lesion")
+    left, right, only_side, lesion = ids
+    for segment_id, modifier in ((left, "SCT^7771000^Left"), (right, "SCT^24028007^Right")):
+        seg.GetSegmentation().GetSegment(segment_id).SetTerminology(
+            "Segmentation category and type - 3D Slicer General Anatomy list~SCT^123037004^Anatomical Structure"
+            f"~SCT^5976003^Hippocampus~{modifier}~Anatomic codes - DICOM master list~^^~^^"
+        )
+    assert mrml.segment_profile(seg, left) == mrml.segment_profile(seg, right) == "Hippocampus"
+    # Names alone: the side word goes, the rest stays.
+    seg.GetSegmentation().GetSegment(left).SetTerminology("")
+    seg.GetSegmentation().GetSegment(right).SetTerminology("")
+    assert mrml.segment_profile(seg, left) == mrml.segment_profile(seg, right) == "Hippocampus"
+    assert mrml.segment_profile(seg, only_side) == "Left"
+    assert mrml.segment_profile(seg, lesion) == "Lesion"
+
+
 def test_prepare_segmentation_sets_geometry_and_refuses_surfaces(mri_scene):
     seg = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "bare")
     mrml.prepare_segmentation(seg, mri_scene.volume)

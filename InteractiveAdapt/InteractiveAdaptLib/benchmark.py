@@ -24,7 +24,7 @@ from .adaptation import AdaptationConfig
 from .base_model import BaseModel, load_base_model
 from .cases import Case, aal_targets_of_split, enumerate_cases, spread_order
 from .clicks import Click, ClickMode, first_click, next_click
-from .datasets import Domain, load_domain
+from .datasets import Domain, load_domain, structure_of
 from .evaluation import evaluate
 from .predictor import Predictor, dice
 from .session import InteractiveSession, SessionConfig
@@ -45,7 +45,7 @@ class Method:
 
     name: str
     adaptation: AdaptationConfig | None  # None: no learning at all
-    per_target_profiles: bool = False  # the product keeps one learned model per target type
+    per_structure_profiles: bool = False  # the product keeps one learned model per structure (both sides)
     baseline: str = ""  # "tent" or "click-only": steps outside the session's MI/PI
     guard: bool = False  # the session's forgetting guard
 
@@ -61,14 +61,14 @@ def methods(lr: float = 5e-5) -> dict[str, Method]:
         "mi": Method("mi", replace(paper, post_interaction=False)),
         "pi": Method("pi", replace(paper, mid_interaction=False)),
         "pi+mi": Method("pi+mi", paper),
-        "default": Method("default", AdaptationConfig(), per_target_profiles=True),
+        "default": Method("default", AdaptationConfig(), per_structure_profiles=True),
         # Ablations behind the default (not part of the required set).
         "pi+mi-case-mi": Method("pi+mi-case-mi", replace(paper, mi_scope="case")),
         "pi+mi-lr1e-4": Method("pi+mi-lr1e-4", replace(paper, lr=1e-4)),
-        "default+guard": Method("default+guard", AdaptationConfig(), per_target_profiles=True, guard=True),
+        "default+guard": Method("default+guard", AdaptationConfig(), per_structure_profiles=True, guard=True),
         # Sensitivity of the default to the ablation axes: lr, CCG weight, CCG window sigma.
         **{
-            name: Method(name, AdaptationConfig(**change), per_target_profiles=True)
+            name: Method(name, AdaptationConfig(**change), per_structure_profiles=True)
             for name, change in {
                 "default-lr2e-5": {"lr": 2e-5},
                 "default-lr1e-4": {"lr": 1e-4},
@@ -149,7 +149,7 @@ def run_stream(
     curves, click_ms, case_ms = [], [], []
     for i, case in enumerate(cases):
         rng = np.random.default_rng([seed, i])
-        profile = case.target if method.per_target_profiles else "stream"
+        profile = structure_of(case.target) if method.per_structure_profiles else "stream"
         session.start_case(domain.image, domain.spacing_kji, profile, normalized=True)
         target = case.mask(domain)
         key = (case.axis, case.index)
@@ -200,18 +200,18 @@ def run_stream(
         curves.append(curve)
         if progress is not None:
             progress.update(1)
-    # Forgetting: Dice@5 on held-out source cases. With per-target profiles the product segments each
+    # Forgetting: Dice@5 on held-out source cases. With per-structure profiles the product segments each
     # source structure with that structure's own profile, so that is what is measured; the weights the
     # stream adapted most are measured too, to show what the profiles protect against.
     held_out = source_cases(colin)
     source_predictor = Predictor(session.network)  # the source at its own working resolution (1 mm)
     stream_weights = source_dice(source_predictor, colin, mode, held_out)
-    if learning and method.per_target_profiles:
-        session.use_profile(Counter(c.target for c in cases).most_common(1)[0][0])
+    if learning and method.per_structure_profiles:
+        session.use_profile(Counter(structure_of(c.target) for c in cases).most_common(1)[0][0])
         stream_weights = source_dice(source_predictor, colin, mode, held_out)
         per_case = []
         for case in held_out:
-            session.use_profile(case.target)
+            session.use_profile(structure_of(case.target))
             per_case.append(source_dice(source_predictor, colin, mode, [case]))
         product = float(np.mean(per_case))
     else:

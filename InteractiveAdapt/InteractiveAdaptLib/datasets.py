@@ -17,6 +17,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .errors import ImageReadError
+from .laterality import without_side
 from .normalization import normalize_intensity
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,15 @@ def aal_names() -> dict[int, str]:
 def aal_pair(label: int) -> int:
     """AAL ids come in left/right pairs: (1, 2) -> 1, (3, 4) -> 2, ..."""
     return (label + 1) // 2
+
+
+def structure_of(target: str) -> str:
+    """The structure a target is one side of, as the product names its learning profile (left and
+    right share one). NeuroMaps numbers the right hemisphere's copy of structure n as n + 1000."""
+    atlas, _, label = target.partition(":")
+    if atlas == "neuromaps" and label.isdigit():
+        return f"neuromaps:{int(label) % 1000}"
+    return without_side(target)
 
 
 def _aal_targets() -> dict[str, tuple[str, int]]:

@@ -11,6 +11,7 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from ..errors import CaseStateError, InvalidClickError
+from ..laterality import without_side
 from .volume import VolumeGeometry, array_to_matrix, node_name
 
 GENERIC_TERMINOLOGY_TYPES = {"", "tissue"}
@@ -60,7 +61,8 @@ def prepare_segmentation(segmentation_node: Any, volume_node: Any) -> None:
 
 
 def segment_profile(segmentation_node: Any, segment_id: str) -> str:
-    """The learning profile of a segment: its terminology type (e.g. 'Brain'), else its name."""
+    """The learning profile of a segment: its terminology type (e.g. 'Brain'), else its name; without
+    the side, so 'Hippocampus' left and right learn together (see laterality.py)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     if segment is None:
         raise CaseStateError("The selected segment no longer exists. Select or add a segment.")
@@ -70,8 +72,8 @@ def segment_profile(segmentation_node: Any, segment_id: str) -> str:
         kind = meaning(fields[2]) if len(fields) > 2 else ""
         modifier = meaning(fields[3]) if len(fields) > 3 else ""
         if kind.lower() not in GENERIC_TERMINOLOGY_TYPES:
-            return f"{kind} {modifier}".strip() if modifier else kind
-    return segment.GetName().strip() or segment_id
+            return without_side(f"{kind} {modifier}".strip() if modifier else kind)
+    return without_side(segment.GetName()) or segment_id
 
 
 def segment_or_error(segmentation_node: Any, segment_id: str) -> Any:
