@@ -118,14 +118,23 @@ def test_a_stream_at_a_finer_working_resolution_segments_there_and_measures_the_
     assert spacings["inia19-structure-0.5mm"] == 0.5 and spacings["inia19-structure"] == 1.0
 
 
-def test_the_default_learns_left_and_right_of_a_structure_in_one_profile(setting):
+def test_per_structure_profiles_learn_left_and_right_of_a_structure_in_one_profile(setting):
     base, domain, _, colin = setting
     cases = STREAMS["mni152-temporal-mid"].cases(domain, 4, seed=1000)
     assert len({c.target for c in cases}) == 2  # both sides are in the stream
     state = weights(base.network)
     shared = run_stream(base, domain, cases, methods()["pi+mi"], 0, colin)  # one model for the stream
     base.network.load_state_dict(state)
-    default = run_stream(base, domain, cases, methods()["default"], 0, colin)
+    # 'profiles' is pi+mi with one profile per structure (the default's keying).
+    per_structure = run_stream(base, domain, cases, methods()["profiles"], 0, colin)
     base.network.load_state_dict(state)
     # Same learning, so the same curves: one side's cases taught the other's.
-    np.testing.assert_allclose(default["curves"], shared["curves"], atol=1e-6)
+    np.testing.assert_allclose(per_structure["curves"], shared["curves"], atol=1e-6)
+
+
+def test_the_default_is_the_papers_pi_and_mi_with_profiles_and_a_lighter_click_loss():
+    all_methods = methods()
+    paper, default = all_methods["pi+mi"].adaptation, all_methods["default"].adaptation
+    assert paper.ccg_weight == 200.0 and default.ccg_weight == 50.0
+    assert all_methods["default"].per_structure_profiles and not all_methods["pi+mi"].per_structure_profiles
+    assert all_methods["profiles-ccg50"].adaptation == default

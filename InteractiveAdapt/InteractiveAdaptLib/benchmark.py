@@ -52,8 +52,8 @@ class Method:
 
 def methods(lr: float = 5e-5) -> dict[str, Method]:
     """The methods of the issue; 'default' is the product's choice (see the README's results)."""
-    off = AdaptationConfig(lr=lr, mid_interaction=False, post_interaction=False)
-    paper = AdaptationConfig(lr=lr)
+    paper = AdaptationConfig(lr=lr, ccg_weight=200.0)  # METHOD.md: MI and PI with DF + 200 * CCG
+    off = replace(paper, mid_interaction=False, post_interaction=False)
     return {
         "none": Method("none", None),
         "tent": Method("tent", off, baseline="tent"),
@@ -65,16 +65,18 @@ def methods(lr: float = 5e-5) -> dict[str, Method]:
         # Ablations behind the default (not part of the issue's required set).
         "pi+mi-case-mi": Method("pi+mi-case-mi", replace(paper, mi_scope="case")),
         "pi+mi-lr1e-4": Method("pi+mi-lr1e-4", replace(paper, lr=1e-4)),
-        "default+guard": Method("default+guard", AdaptationConfig(), per_structure_profiles=True, guard=True),
-        # Sensitivity of the default to the issue's ablation axes: lr, CCG weight, CCG window sigma.
+        # 'profiles': the paper's PI + MI with the product's per-structure profiles; then one change
+        # at a time along the issue's ablation axes (lr, CCG weight, CCG window sigma, the guard).
+        "profiles": Method("profiles", paper, per_structure_profiles=True),
+        "profiles+guard": Method("profiles+guard", paper, per_structure_profiles=True, guard=True),
         **{
-            name: Method(name, AdaptationConfig(**change), per_structure_profiles=True)
+            name: Method(name, replace(paper, **change), per_structure_profiles=True)
             for name, change in {
-                "default-lr2e-5": {"lr": 2e-5},
-                "default-lr1e-4": {"lr": 1e-4},
-                "default-ccg0": {"ccg_weight": 0.0},
-                "default-ccg50": {"ccg_weight": 50.0},
-                "default-ccg-sigma6": {"ccg_sigma": 6.0},
+                "profiles-lr2e-5": {"lr": 2e-5},
+                "profiles-lr1e-4": {"lr": 1e-4},
+                "profiles-ccg0": {"ccg_weight": 0.0},
+                "profiles-ccg50": {"ccg_weight": 50.0},
+                "profiles-ccg-sigma6": {"ccg_sigma": 6.0},
             }.items()
         },
     }
