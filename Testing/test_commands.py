@@ -67,6 +67,19 @@ def test_segment_writes_the_mask_on_the_clicked_slice_and_learns(tiny_model, col
     assert [v.version for v in versions] == [1] and versions[0].clicks_learned == 2
 
 
+def test_segment_learns_both_sides_of_a_structure_in_one_profile(tiny_model, colin_crop, tmp_path):
+    image, _ = colin_crop
+    root = tmp_path / "sites"
+    for side in ("Hippocampus_L", "Right hippocampus"):
+        clicks = write_clicks(tmp_path / "clicks.json", [{"voxel": [40, 30, 20], "positive": True}], side)
+        code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(tmp_path / "m.nrrd"),
+                         "--model", str(tiny_model.directory), "--learn", "--root", str(root),
+                         "--site", "Hospital A"])  # fmt: skip
+        assert code == 0
+    versions = SiteStore(root).profile("Hospital A", "Hippocampus").versions()
+    assert [v.version for v in versions] == [1, 2]  # the right side built on the left side's version
+
+
 def test_segment_reads_a_dicom_folder(tiny_model, colin_crop, tmp_path):
     _, volume = colin_crop
     write_dicom_series(volume, tmp_path / "dicom")

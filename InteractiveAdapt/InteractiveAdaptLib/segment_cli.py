@@ -20,6 +20,7 @@ from .base_model import load_base_model
 from .clicks import Click
 from .errors import InvalidClickError
 from .image_io import Volume, read_volume, write_volume
+from .laterality import without_side
 from .session import InteractiveSession, SessionConfig
 from .site_store import SiteStore, default_store_root
 
@@ -50,7 +51,8 @@ def parse_clicks(path: Path) -> tuple[str, list[Click]]:
         kji = (k, j, i)
         row, col = (v for a, v in enumerate(kji) if a != axis)
         clicks.append(Click(axis, kji[axis], row, col, positive))
-    return str(data.get("profile", "default")), clicks
+    # The same profile as the Slicer module would pick: left and right of a structure learn together.
+    return without_side(str(data.get("profile", "default"))), clicks
 
 
 def segment(
