@@ -52,7 +52,7 @@ class InteractiveAdapt(ScriptedLoadableModule):
             "Segment a structure on MRI with a few clicks; the network learns from every click and every "
             "finished case, so the next studies of the same site need fewer clicks.<br><br>"
             "<b>Use:</b> choose the MRI volume and the segment (its name, e.g. 'Brain', picks the learning "
-            "profile). Press <b>Positive point</b> (key <b>P</b>) and left-click inside the structure in an "
+            "profile; left and right of a structure share one). Press <b>Positive point</b> (key <b>P</b>) and left-click inside the structure in an "
             "axial, coronal or sagittal view (the views are turned to the image's own planes); the slice is "
             "segmented at once. Add <b>Negative points</b> (key <b>N</b>) where the result spills over, more "
             "positive points where it misses. <b>Ctrl+Z</b> undoes the last click; deleting an earlier point "
