@@ -207,7 +207,6 @@ def run_stream(
     # stream adapted most are measured too, to show what the profiles protect against.
     held_out = source_cases(colin)
     source_predictor = Predictor(session.network)  # the source at its own working resolution (1 mm)
-    stream_weights = source_dice(source_predictor, colin, mode, held_out)
     if learning and method.per_structure_profiles:
         session.use_profile(Counter(structure_of(c.target) for c in cases).most_common(1)[0][0])
         stream_weights = source_dice(source_predictor, colin, mode, held_out)
@@ -217,7 +216,7 @@ def run_stream(
             per_case.append(source_dice(source_predictor, colin, mode, [case]))
         product = float(np.mean(per_case))
     else:
-        product = stream_weights
+        product = stream_weights = source_dice(source_predictor, colin, mode, held_out)
     return {
         "curves": np.array(curves).round(4).tolist(),
         "click_ms_p50": float(np.percentile(click_ms, 50)) if click_ms else 0.0,

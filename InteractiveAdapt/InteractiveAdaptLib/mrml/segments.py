@@ -72,7 +72,7 @@ def segment_profile(segmentation_node: Any, segment_id: str) -> str:
         kind = meaning(fields[2]) if len(fields) > 2 else ""
         modifier = meaning(fields[3]) if len(fields) > 3 else ""
         if kind.lower() not in GENERIC_TERMINOLOGY_TYPES:
-            return without_side(f"{kind} {modifier}".strip() if modifier else kind)
+            return without_side(f"{kind} {modifier}")  # without_side strips an empty modifier's space
     return without_side(segment.GetName()) or segment_id
 
 
