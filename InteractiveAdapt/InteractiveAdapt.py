@@ -2,7 +2,6 @@
 behaviour lives in InteractiveAdaptLib; its torch imports wait until the dependencies are checked."""
 
 import logging
-import os
 import tempfile
 from pathlib import Path
 
@@ -19,10 +18,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from InteractiveAdaptLib import dependencies, mrml
-from InteractiveAdaptLib import settings as prefs
+from InteractiveAdaptLib import mrml
+from InteractiveAdaptLib.app import dependencies
+from InteractiveAdaptLib.app import settings as prefs
+from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
-from InteractiveAdaptLib.worker import Worker
+from InteractiveAdaptLib.model.location import find_base_model_dir
 
 MODIFIED = vtk.vtkCommand.ModifiedEvent
 SHORTCUTS = {"positivePointButton": "P", "negativePointButton": "N", "undoButton": "Ctrl+Z"}
@@ -339,7 +340,7 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
             qt.QSettings().setValue(f"{prefs.SETTINGS_GROUP}/{key}", value)
 
     def openSession(self, settings):
-        modelDir = prefs.find_base_model_dir(os.path.dirname(os.path.abspath(__file__)))
+        modelDir = find_base_model_dir()  # beside this file when installed, ../models in a checkout
         with slicer.util.WaitCursor():  # once per settings change; the model is small
             return prefs.open_session(settings, self.storeRoot, modelDir)
 
@@ -353,7 +354,7 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
         self.cases.prepare(slicer.mrmlScene, self.settings, nodes, on_error=onError, on_status=onStatus)
 
     def exportSite(self, path):
-        from InteractiveAdaptLib.site_store import SiteStore
+        from InteractiveAdaptLib.store.site_store import SiteStore
 
         return SiteStore(self.storeRoot).export_site(self.settings.site, path)
 

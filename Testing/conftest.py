@@ -166,8 +166,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from conftest_engine import TINY_CONFIG
 
-    from InteractiveAdaptLib.base_model import save_base_model
-    from InteractiveAdaptLib.network import build_network
+    from InteractiveAdaptLib.engine.network import build_network
+    from InteractiveAdaptLib.model.base_model import save_base_model
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("models") / "tiny"

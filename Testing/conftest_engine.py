@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from InteractiveAdaptLib.datasets import Domain, load_domain
-from InteractiveAdaptLib.network import NetworkConfig, build_network
+from interactive_adapt_lab.data.datasets import Domain, load_domain
+from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 
 # A 3-level U-Net of a few thousand parameters: fast on CPU, same code path as the real configs.
 TINY_CONFIG = NetworkConfig(name="tiny", channels=(8, 16, 32), num_res_units=1)

@@ -18,6 +18,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "InteractiveAdapt"
 LIB_DIR = MODULE_DIR / "InteractiveAdaptLib"
+LAB_DIR = REPO / "interactive_adapt_lab"
 MODULE_FILE = MODULE_DIR / "InteractiveAdapt.py"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
 ROOT_CMAKE = REPO / "CMakeLists.txt"
@@ -28,7 +29,9 @@ SCENE_PACKAGES = {"slicer", "vtk", "vtkmodules"}
 GUI_PACKAGES = {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "PyQt6"}
 # Packages the module may not import while Slicer loads it (they may be missing until the user agrees
 # to install them): the ones of requirements.txt and torch.
-INSTALLED_ON_DEMAND = {"torch", "monai", "scipy", "filelock", "platformdirs", "tqdm", "matplotlib"}
+INSTALLED_ON_DEMAND = {"torch", "monai", "scipy", "filelock", "platformdirs"}
+# Only the developer package may use these; Slicer never installs them.
+LAB_ONLY = {"interactive_adapt_lab", "tqdm", "matplotlib"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -303,8 +306,8 @@ def test_cmake_configures_and_installs_module_resources_and_models(tmp_path):
     ) == [e for e in sorted(expected) if e.startswith("models/")]
     # and the installed engine finds its shipped model beside itself
     found = subprocess.run(
-        [sys.executable, "-c", "import sys; from InteractiveAdaptLib.settings import find_base_model_dir as f; "
-         "print(f.__code__.co_filename, f(sys.argv[1]))", str(module_dir)],
+        [sys.executable, "-c", "import sys; from InteractiveAdaptLib.model.location import find_base_model_dir as f; "
+         "print(f.__code__.co_filename, f())", str(module_dir)],
         capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(module_dir)},
     )  # fmt: skip
     assert found.returncode == 0, found.stderr
@@ -415,6 +418,18 @@ def test_only_the_mrml_package_touches_slicer_and_nothing_in_the_engine_touches_
     assert not problems, "layer rule broken (DESIGN.md): " + "; ".join(problems)
 
 
+def test_nothing_slicer_installs_imports_the_developer_package():
+    """Slicer installs InteractiveAdapt/ (CMake); training, benchmarks and their tqdm/matplotlib stay out."""
+    assert (LAB_DIR / "__init__.py").is_file() and not (MODULE_DIR / LAB_DIR.name).exists()
+    problems = []
+    for path in project_files(MODULE_DIR):
+        if path.suffix == ".py":
+            for name, line in imported_names(ast.parse(path.read_text())):
+                if name in LAB_ONLY:
+                    problems.append(f"{path.relative_to(REPO)}:{line} imports {name}")
+    assert not problems, "the Slicer install would need the developer package: " + "; ".join(problems)
+
+
 def test_slicer_can_load_the_module_before_the_engine_dependencies_are_installed():
     """Everything the module imports at load time avoids torch & co. (they are installed on first use)."""
     seen, todo, problems = set(), module_level_imports(MODULE_FILE), []
@@ -443,7 +458,10 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_console_script(tmp_path):
     # A copy of the source tree, so that the build writes nothing into the working tree.
     source = tmp_path / "src"
     for path in (
-        project_files(REPO / "pyproject.toml") + project_files(REPO / "README.md") + project_files(MODULE_DIR)
+        project_files(REPO / "pyproject.toml")
+        + project_files(REPO / "README.md")
+        + project_files(MODULE_DIR)
+        + project_files(LAB_DIR)
     ):
         target = source / path.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -476,33 +494,35 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_console_script(tmp_path):
     run = subprocess.run([str(script), "--help"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "usage: interactive-adapt" in run.stdout
-    from InteractiveAdaptLib.cli import build_parser
+    from InteractiveAdaptLib.cli.main import build_parser
 
     commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    assert commands, "the CLI has no commands"
+    assert {"segment", "sites"} <= set(commands), "the user commands are missing"
+    assert {"demo", "benchmark", "train"} <= set(commands), "the lab's commands did not register"
     for command in commands:
         assert command in run.stdout, f"'{command}' is missing from interactive-adapt --help"
 
 
 def test_every_engine_name_the_module_uses_exists():
     """The module cannot be imported here, so check its `mrml.x`, `prefs.x`, ... against the real packages."""
-    import importlib
+    import importlib.util
 
     tree = ast.parse(MODULE_FILE.read_text())
-    aliases = {}
-    for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module == "InteractiveAdaptLib":
-            aliases.update({a.asname or a.name: f"InteractiveAdaptLib.{a.name}" for a in node.names})
+    aliases, missing = {}, []
+    for node in tree.body:  # from InteractiveAdaptLib[.x] import y [as z]
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "InteractiveAdaptLib":
+            module = importlib.import_module(node.module)
+            for a in node.names:
+                is_package = hasattr(module, "__path__")
+                if is_package and importlib.util.find_spec(f"{node.module}.{a.name}") is not None:
+                    aliases[a.asname or a.name] = importlib.import_module(f"{node.module}.{a.name}")
+                elif not hasattr(module, a.name):
+                    missing.append(f"{node.module}.{a.name}")
     assert {"mrml", "prefs", "dependencies"} <= set(aliases)
-    missing = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases:
-            if not hasattr(importlib.import_module(aliases[node.value.id]), node.attr):
+            if not hasattr(aliases[node.value.id], node.attr):
                 missing.append(f"{node.value.id}.{node.attr} (line {node.lineno})")
-    for node in tree.body:  # from InteractiveAdaptLib.x import y
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("InteractiveAdaptLib."):
-            module = importlib.import_module(node.module)
-            missing += [f"{node.module}.{a.name}" for a in node.names if not hasattr(module, a.name)]
     assert not missing, f"the module uses names the engine does not have: {missing}"
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from InteractiveAdaptLib.site_store import SiteStore
+from InteractiveAdaptLib.store.site_store import SiteStore
 
 BASE = "0" * 64
 SITE, PROFILE = "Stress site", "Grey matter"

@@ -110,12 +110,12 @@ def render_case(
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
 
+    from interactive_adapt_lab.data.datasets import aal_names
     from InteractiveAdaptLib import mrml
-    from InteractiveAdaptLib.clicks import first_click, next_click
-    from InteractiveAdaptLib.datasets import aal_names
-    from InteractiveAdaptLib.predictor import dice
-    from InteractiveAdaptLib.settings import ModuleSettings, open_session
-    from InteractiveAdaptLib.worker import Worker
+    from InteractiveAdaptLib.app.settings import ModuleSettings, open_session
+    from InteractiveAdaptLib.app.worker import Worker
+    from InteractiveAdaptLib.engine.clicks import first_click, next_click
+    from InteractiveAdaptLib.engine.predictor import dice
 
     app = SlicerApp()
     app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
@@ -217,9 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=SIZE_PX, metavar=("WIDTH", "HEIGHT"))
     args = parser.parse_args(argv)
     if args.model is None:
-        from InteractiveAdaptLib.settings import find_base_model_dir
+        from InteractiveAdaptLib.model.location import find_base_model_dir
 
-        args.model = find_base_model_dir(REPO / "InteractiveAdapt")
+        args.model = find_base_model_dir()
     pixels, done = render_screenshot(args.model, tuple(args.size))
     path = save_png(pixels, args.output)
     print(

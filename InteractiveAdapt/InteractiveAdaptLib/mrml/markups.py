@@ -6,7 +6,7 @@ from typing import Any
 
 import slicer
 
-from ..errors import CaseStateError
+from InteractiveAdaptLib.errors import CaseStateError
 
 POSITIVE_COLOR = (0.15, 0.8, 0.25)
 NEGATIVE_COLOR = (0.9, 0.15, 0.15)

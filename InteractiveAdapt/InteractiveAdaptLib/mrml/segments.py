@@ -10,9 +10,9 @@ import slicer
 import vtk
 from vtkmodules.util import numpy_support
 
-from ..errors import CaseStateError, InvalidClickError
-from ..laterality import without_side
-from .volume import VolumeGeometry, array_to_matrix, node_name
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.mrml.volume import VolumeGeometry, array_to_matrix, node_name
+from InteractiveAdaptLib.store.laterality import without_side
 
 GENERIC_TERMINOLOGY_TYPES = {"", "tissue"}
 _BINARY_LABELMAP = "Binary labelmap"

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidClickError
-from .volume import VolumeGeometry
+from InteractiveAdaptLib.errors import InvalidClickError
+from InteractiveAdaptLib.mrml.volume import VolumeGeometry
 
 # A slice view counts as "in the image's plane" if its normal is within this angle of the plane's.
 ANGLE_TOLERANCE_DEG = 1.0

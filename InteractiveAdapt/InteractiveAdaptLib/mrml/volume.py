@@ -9,7 +9,7 @@ import numpy as np
 import vtk
 from vtkmodules.util import numpy_support
 
-from ..errors import CaseStateError, ImageReadError
+from InteractiveAdaptLib.errors import CaseStateError, ImageReadError
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The command line (`interactive-adapt`): the only place with argparse and print."""

@@ -1,0 +1,408 @@
+"""The interactive session: one object owns the volume, the clicks, the predictions and the learning.
+
+The Slicer module, the CLI, the benchmark and the tests all drive this same object:
+start_case -> add_click (prediction first) -> learn_pending (MI) -> ... -> finish_case (PI + save).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter, Snapshot
+from InteractiveAdaptLib.engine.clicks import Click
+from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
+from InteractiveAdaptLib.engine.memory import release_freed_memory
+from InteractiveAdaptLib.engine.normalization import normalize_intensity
+from InteractiveAdaptLib.engine.predictor import Predictor, PreparedSlice
+from InteractiveAdaptLib.engine.slicing import extract_slice, in_plane_spacing
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.model.base_model import BaseModel, load_weights_into
+from InteractiveAdaptLib.store.names import suggest_name
+
+log = logging.getLogger(__name__)
+
+SliceKey = tuple[int, int]  # (axis, index)
+
+
+@dataclass
+class SessionConfig:
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
+    undo_depth: int = 8  # weight snapshots kept for undo in the current case (bounded memory)
+    autosave: bool = True
+    target_spacing_mm: float = 1.0
+    device: str = "cpu"
+    seed: int = 0
+    # Revert a post-interaction update that costs the held-out source slices more than the guard's
+    # threshold (needs the model's guard_slices.npz).
+    forgetting_guard: bool = False
+
+
+@dataclass
+class SlicePrediction:
+    """The mask now shown on one slice."""
+
+    axis: int
+    index: int
+    mask: np.ndarray  # uint8 0/1, the slice's own shape
+    latency_ms: float
+
+
+@dataclass
+class CaseSummary:
+    """What finishing a case did."""
+
+    slices_learned: int
+    clicks: int
+    steps_applied: int
+    learn_ms: float
+    version: int | None  # the site version saved, None when nothing was saved
+    guard_reverted: bool = False  # the forgetting guard undid this case's post-interaction update
+
+
+@dataclass
+class _UndoEntry:
+    click: Click
+    previous_mask: np.ndarray | None  # the slice's prediction before this click
+    weights: Snapshot | None = None  # taken right before this click's MI step, if one ran
+
+
+class InteractiveSession:
+    """Click-based segmentation of one case at a time, learning from clicks and accepted cases."""
+
+    def __init__(
+        self,
+        base: BaseModel,
+        config: SessionConfig | None = None,
+        store=None,
+        site: str = "default",
+        user: str | None = None,
+    ):
+        self.base = base
+        self.config = config or SessionConfig()
+        self.store, self.site, self.user = store, site, user
+        self.network = base.network.to(self.config.device)
+        self.predictor = Predictor(self.network, self.config.target_spacing_mm, device=self.config.device)
+        self.adapter = OnlineAdapter(self.predictor, self.config.adaptation)
+        self.guard: ForgettingGuard | None = None
+        if self.config.forgetting_guard:
+            self.guard = ForgettingGuard.load(base.directory / GUARD_FILE)
+        self.rng = np.random.default_rng(self.config.seed)
+        self.profile: str | None = None
+        self.version: int | None = None  # the site version the weights come from (None = base)
+        self.cases_learned = 0
+        self.clicks_learned = 0
+        # Weights of profiles used without a store (benchmark, CLI without learning), kept in memory.
+        self._memory_profiles: dict[str, Snapshot] = {}
+        self._volume: np.ndarray | None = None
+        # Undo snapshots no longer needed, overwritten by the next ones (no allocation churn per click).
+        self._spare_snapshots: list[Snapshot] = []
+        self._undo: deque[_UndoEntry] = deque()
+        self._reset_case_state()
+
+    # ------------------------------------------------------------------ profiles
+    def _profile_store(self, profile: str):
+        if self.store is None:
+            return None
+        # A segment name may hold any character; the store gets a safe name close to it.
+        return self.store.profile(self.site, suggest_name(profile, "profile"), self.user)
+
+    def use_profile(self, profile: str) -> None:
+        """Load the weights of a learning profile (a new one starts from the base model)."""
+        if profile == self.profile:
+            return
+        if self.profile is not None and self.store is None:
+            self._memory_profiles[self.profile] = self.adapter.snapshot()
+        self.adapter.reset_optimizer()
+        self.version, self.cases_learned, self.clicks_learned = None, 0, 0
+        loaded = None
+        if self.store is not None:
+            loaded = self._profile_store(profile).load(self.base.sha256)
+        if loaded is not None:
+            load_weights_into(self.network, loaded.model_state, f"site '{self.site}' profile '{profile}'")
+            if loaded.optimizer_state is not None:
+                self.adapter.load_optimizer_state(loaded.optimizer_state)
+            self.version = loaded.info.version
+            self.cases_learned, self.clicks_learned = loaded.info.cases_learned, loaded.info.clicks_learned
+        elif profile in self._memory_profiles:
+            self.adapter.restore(self._memory_profiles[profile])
+        else:
+            load_weights_into(self.network, self.base.fresh_state(), "the base model")
+        self.network.eval()
+        self.profile = profile
+
+    def restart_profile_from_base(self, profile: str) -> None:
+        """After the user agreed: a profile adapted from an older base model starts again from the
+        shipped one (its old versions stay listed and exportable)."""
+        if self.store is not None:
+            self._profile_store(profile).restart_from_base(self.base.sha256)
+        self._memory_profiles.pop(profile, None)
+        if self.profile == profile:
+            self.profile = None
+        self.use_profile(profile)
+
+    # ------------------------------------------------------------------ case lifecycle
+    def _reset_case_state(self) -> None:
+        self._recycle(self._undo)
+        self._clicks: list[Click] = []
+        self._predictions: dict[SliceKey, np.ndarray] = {}
+        self._prepared: dict[SliceKey, PreparedSlice] = {}
+        self._undo: deque[_UndoEntry] = deque()
+        self._pending: tuple | None = None
+        self._case_start: Snapshot | None = None
+
+    def start_case(
+        self,
+        volume: np.ndarray,
+        spacing_kji: tuple[float, float, float],
+        profile: str,
+        normalized: bool = False,
+    ) -> None:
+        """Begin a case on a (K, J, I) volume; `normalized=True` when intensities are already z-scored."""
+        volume = np.asarray(volume)
+        if volume.ndim != 3 or min(volume.shape) < 1:
+            raise CaseStateError(
+                f"The image has shape {volume.shape}; a 3D scalar volume is needed. Choose a grey-scale MRI volume."
+            )
+        if not np.issubdtype(volume.dtype, np.number) or np.iscomplexobj(volume):
+            raise CaseStateError(
+                "The image does not hold grey-scale intensities. Choose a scalar MRI volume."
+            )
+        if len(spacing_kji) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing_kji):
+            raise CaseStateError(f"The voxel spacing {spacing_kji} is not valid. Check the image's geometry.")
+        self.use_profile(profile)
+        self._reset_case_state()
+        self._volume = volume.astype(np.float32) if normalized else normalize_intensity(volume)
+        self._spacing = tuple(float(s) for s in spacing_kji)
+        # Reset, "don't learn from this case" and case-local MI all return to these weights.
+        self._case_start = self.adapter.snapshot()
+
+    def _require_case(self) -> None:
+        if self._volume is None:
+            raise CaseStateError("No case is open. Choose a volume and start a case first.")
+
+    @property
+    def clicks(self) -> list[Click]:
+        return list(self._clicks)
+
+    @property
+    def case_open(self) -> bool:
+        return self._volume is not None
+
+    def prepared_slice(self, key: SliceKey) -> PreparedSlice:
+        """The slice (axis, index) of the open case on the network's grid (cached for the case)."""
+        if key not in self._prepared:
+            image = extract_slice(self._volume, *key)
+            self._prepared[key] = self.predictor.prepare(image, in_plane_spacing(self._spacing, key[0]))
+        return self._prepared[key]
+
+    def slice_clicks(
+        self, key: SliceKey, clicks: list[Click] | None = None
+    ) -> list[tuple[float, float, bool]]:
+        """(row, col, positive) of the case's clicks (or of `clicks`) on the slice (axis, index)."""
+        return [
+            (c.row, c.col, c.positive)
+            for c in (clicks if clicks is not None else self._clicks)
+            if (c.axis, c.index) == key
+        ]
+
+    def _validate(self, click: Click) -> None:
+        if click.axis not in (0, 1, 2):
+            raise InvalidClickError(
+                f"Unknown slice orientation {click.axis}. Click in an axial, coronal or sagittal view."
+            )
+        extract_slice(self._volume, click.axis, click.index)  # raises for a slice outside the volume
+        shape = [s for a, s in enumerate(self._volume.shape) if a != click.axis]
+        if not (0 <= click.row < shape[0] and 0 <= click.col < shape[1]):
+            raise InvalidClickError(
+                f"The point ({click.row}, {click.col}) is outside the image (slice size {shape[0]} x {shape[1]}). "
+                "Click inside the image."
+            )
+
+    def add_click(self, click: Click) -> SlicePrediction:
+        """Predict the slice of `click` with it; the MI step for it runs in learn_pending()."""
+        self._require_case()
+        self._validate(click)
+        self.learn_pending()  # learn from the previous click before this one is processed
+        started = time.perf_counter()
+        key = (click.axis, click.index)
+        previous_clicks = self.slice_clicks(key)
+        self._undo.append(_UndoEntry(click, self._predictions.get(key)))
+        self._clicks.append(click)
+        prepared = self.prepared_slice(key)
+        logits = self.predictor.logits(prepared, previous_clicks + [(click.row, click.col, click.positive)])
+        mask = self.predictor.to_native(logits, prepared)
+        self._predictions[key] = mask
+        mi = self.config.adaptation.mid_interaction and (
+            previous_clicks or self.config.adaptation.mi_after_first_click
+        )
+        if mi:
+            self._pending = (key, previous_clicks, (click.row, click.col, click.positive), logits)
+        return SlicePrediction(click.axis, click.index, mask, (time.perf_counter() - started) * 1000)
+
+    def learn_pending(self) -> bool:
+        """Run the mid-interaction step of the last click, if one is pending. Returns whether it ran."""
+        if self._pending is None:
+            return False
+        key, previous, newest, logits = self._pending
+        self._pending = None
+        entry = self._undo[-1]
+        entry.weights = self.adapter.snapshot(self._spare_snapshots.pop() if self._spare_snapshots else None)
+        self._trim_undo()
+        prepared = self.prepared_slice(key)
+        grid = prepared.to_grid(previous + [newest])
+        # The undo snapshot doubles as the step's rollback point (one copy of the weights per click).
+        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, entry.weights)
+
+    def discard_pending(self) -> None:
+        """Drop the pending MI step (the paper runs none after the last click of a case)."""
+        self._pending = None
+
+    def _trim_undo(self) -> None:
+        # Old entries lose their weight snapshot first (memory stays bounded); clicks stay undoable.
+        with_weights = [e for e in self._undo if e.weights is not None]
+        self._recycle(with_weights[: max(0, len(with_weights) - self.config.undo_depth)])
+
+    def _recycle(self, entries) -> None:
+        """Take the weight snapshots of undo entries that are dropped, for the next clicks to reuse."""
+        for entry in entries:
+            if entry.weights is not None and len(self._spare_snapshots) < self.config.undo_depth:
+                self._spare_snapshots.append(entry.weights)
+            entry.weights = None
+
+    def undo(self) -> SlicePrediction | None:
+        """Undo the last click: clicks, prediction, weights and optimiser state as before it."""
+        self._require_case()
+        if not self._undo:
+            raise CaseStateError("There is no click to undo in this case.")
+        entry = self._undo.pop()
+        self._pending = None
+        self._clicks.pop()
+        if entry.weights is not None:
+            self.adapter.restore(entry.weights)
+            self._recycle([entry])
+        key = (entry.click.axis, entry.click.index)
+        if entry.previous_mask is None:
+            self._predictions.pop(key, None)
+            return None
+        self._predictions[key] = entry.previous_mask
+        return SlicePrediction(key[0], key[1], entry.previous_mask, 0.0)
+
+    def remove_click(self, n: int) -> SlicePrediction | None:
+        """Remove click `n` (0-based) and re-predict its slice without it; the weights stay."""
+        self._require_case()
+        if not 0 <= n < len(self._clicks):
+            raise CaseStateError(f"There is no click number {n + 1} in this case.")
+        if n == len(self._clicks) - 1:
+            return self.undo()
+        self.learn_pending()
+        removed = self._clicks.pop(n)
+        self._recycle(e for e in self._undo if e.click is removed)
+        self._undo = deque(e for e in self._undo if e.click is not removed)
+        key = (removed.axis, removed.index)
+        remaining = self.slice_clicks(key)
+        if not remaining:
+            self._predictions.pop(key, None)
+            return None
+        started = time.perf_counter()
+        prepared = self.prepared_slice(key)
+        mask = self.predictor.to_native(self.predictor.logits(prepared, remaining), prepared)
+        self._predictions[key] = mask
+        return SlicePrediction(key[0], key[1], mask, (time.perf_counter() - started) * 1000)
+
+    def prediction(self, axis: int, index: int) -> np.ndarray | None:
+        return self._predictions.get((axis, index))
+
+    def reset_case(self) -> None:
+        """Drop the clicks, predictions and MI steps of the open case; keep the volume open."""
+        self._require_case()
+        self._pending = None
+        start = self._case_start
+        self.adapter.restore(start)
+        volume, spacing = self._volume, self._spacing
+        self._reset_case_state()
+        self._volume, self._spacing, self._case_start = volume, spacing, start
+        release_freed_memory()
+
+    def finish_case(
+        self, accepted: dict[SliceKey, np.ndarray] | None = None, learn: bool = True
+    ) -> CaseSummary:
+        """Accept the case: PI on every edited slice with the accepted masks, then save the site version.
+
+        `accepted` maps (axis, index) to the final mask of that slice (read back from the segment, so
+        manual corrections count); None accepts the predictions as they are. A slice that was only
+        painted gets a synthetic first click at its mask's centre.
+        """
+        self._require_case()
+        self.learn_pending()
+        masks = dict(self._predictions) if accepted is None else dict(accepted)
+        started = time.perf_counter()
+        steps = slices = 0
+        n_clicks = len(self._clicks)
+        if not learn or self.config.adaptation.mi_scope == "case":
+            self.adapter.restore(self._case_start)  # case-local MI (only PI persists) or no learning
+        guard_before = pre_pi = None
+        if learn and self.config.adaptation.post_interaction and self.guard is not None:
+            guard_before, pre_pi = self.guard.score(self.predictor), self.adapter.snapshot()
+        if learn and self.config.adaptation.post_interaction:
+            for key, mask in masks.items():
+                mask = np.asarray(mask).astype(bool)
+                first = self._first_click(key, mask)
+                if first is None:
+                    continue
+                prepared = self.prepared_slice(key)
+                labels = prepared.labels_to_grid(mask)
+                steps += self.adapter.post_interaction(
+                    prepared, prepared.to_grid([first])[0], labels, self.rng
+                )
+                slices += 1
+        reverted = False
+        if guard_before is not None and steps:
+            after = self.guard.score(self.predictor)
+            if not self.guard.allows(guard_before, after):
+                self.adapter.restore(pre_pi)
+                steps, reverted = 0, True
+                log.warning(
+                    "post-interaction update reverted: held-out source Dice fell from %.3f to %.3f",
+                    guard_before,
+                    after,
+                )
+        learn_ms = (time.perf_counter() - started) * 1000
+        version = None
+        if learn and (steps or (self.config.adaptation.mid_interaction and n_clicks)):
+            self.cases_learned += 1
+            self.clicks_learned += n_clicks
+            version = self._save() if self.config.autosave else None
+        self._volume = None
+        self._reset_case_state()
+        release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case
+        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
+
+    def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
+        clicks = self.slice_clicks(key)
+        if clicks:
+            return clicks[0]
+        if not mask.any():
+            return None
+        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        r, c = np.unravel_index(int(np.argmax(dist)), mask.shape)
+        return (float(r), float(c), True)
+
+    def _save(self) -> int | None:
+        profile_store = self._profile_store(self.profile)
+        if profile_store is None:
+            return None
+        info = profile_store.save(
+            {k: v.detach().cpu() for k, v in self.network.state_dict().items()},
+            self.adapter.optimizer.state_dict(),
+            base_sha256=self.base.sha256,
+            cases_learned=self.cases_learned,
+            clicks_learned=self.clicks_learned,
+        )
+        self.version = info.version
+        return info.version

@@ -1,0 +1,35 @@
+"""2D slices of a (K, J, I) volume: which axis is fixed, and the in-plane pixel spacing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from InteractiveAdaptLib.errors import InvalidClickError
+
+AXIS_NAMES = ("K", "J", "I")
+
+
+def extract_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """The 2D slice of `array` with array axis `axis` fixed at `index` (a view, not a copy)."""
+    if axis not in (0, 1, 2):
+        raise InvalidClickError(f"Slice axis must be 0, 1 or 2, not {axis}.")
+    if not 0 <= index < array.shape[axis]:
+        raise InvalidClickError(
+            f"Slice {index} is outside the volume (it has {array.shape[axis]} slices along axis "
+            f"{AXIS_NAMES[axis]}). Click inside the image."
+        )
+    return np.take(array, index, axis=axis)
+
+
+def slice_view(array: np.ndarray, axis: int, index: int) -> np.ndarray:
+    """A writable view of one slice (np.take copies, basic indexing does not)."""
+    extract_slice(array, axis, index)  # validates
+    key = [slice(None)] * 3
+    key[axis] = index
+    return array[tuple(key)]
+
+
+def in_plane_spacing(spacing_kji: tuple[float, float, float], axis: int) -> tuple[float, float]:
+    """Pixel spacing (rows, columns) in mm of a slice with `axis` fixed."""
+    rest = [s for a, s in enumerate(spacing_kji) if a != axis]
+    return (float(rest[0]), float(rest[1]))

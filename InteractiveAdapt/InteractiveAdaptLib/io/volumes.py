@@ -1,0 +1,184 @@
+"""Read and write 3D MRI volumes (NIfTI, NRRD, DICOM) with their geometry, through SimpleITK."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from InteractiveAdaptLib.errors import ImageReadError
+from InteractiveAdaptLib.io import dicom_reading, dicom_writing
+from InteractiveAdaptLib.io.dicom_reading import MultipleSeriesError, SeriesInfo, list_dicom_series
+from InteractiveAdaptLib.io.dicom_writing import DicomSeriesHeader
+
+__all__ = [
+    "DicomSeriesHeader",
+    "MultipleSeriesError",
+    "SeriesInfo",
+    "Volume",
+    "list_dicom_series",
+    "read_volume",
+    "volume_from_sitk",
+    "volume_to_sitk",
+    "write_dicom_series",
+    "write_volume",
+]
+
+log = logging.getLogger(__name__)
+
+# ITK geometry is LPS, Slicer's is RAS: flip the sign of the first two world axes.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+@dataclass
+class Volume:
+    """A scalar 3D volume. `array` is indexed (K, J, I) like Slicer's and SimpleITK's numpy views."""
+
+    array: np.ndarray
+    ijk_to_ras: np.ndarray  # 4x4; columns 0..2 are the RAS steps of one voxel along I, J, K
+
+    @property
+    def spacing_kji(self) -> tuple[float, float, float]:
+        """Voxel size in mm, in array axis order (K, J, I)."""
+        i, j, k = np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
+        return (float(k), float(j), float(i))
+
+
+def volume_from_sitk(image: sitk.Image) -> Volume:
+    """Convert a 3D scalar SimpleITK image to a Volume (RAS geometry)."""
+    if image.GetDimension() != 3:
+        raise ImageReadError(
+            f"The image has {image.GetDimension()} dimensions; InteractiveAdapt needs one 3D volume. "
+            "Choose a single 3D series (not a 2D image or a 4D/time series)."
+        )
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ImageReadError(
+            "The image is in colour (RGB) or has several components per voxel; "
+            "InteractiveAdapt needs a grey-scale MRI volume."
+        )
+    direction = np.array(image.GetDirection(), float).reshape(3, 3)
+    m = np.eye(4)
+    m[:3, :3] = _LPS_TO_RAS @ direction @ np.diag(image.GetSpacing())
+    m[:3, 3] = _LPS_TO_RAS @ np.array(image.GetOrigin(), float)
+    return Volume(array=sitk.GetArrayFromImage(image), ijk_to_ras=m)
+
+
+def volume_to_sitk(volume: Volume) -> sitk.Image:
+    """Convert a Volume back to a SimpleITK image (LPS geometry)."""
+    image = sitk.GetImageFromArray(volume.array)
+    steps = volume.ijk_to_ras[:3, :3]
+    spacing = np.linalg.norm(steps, axis=0)
+    image.SetSpacing([float(s) for s in spacing])
+    image.SetDirection([float(v) for v in (_LPS_TO_RAS @ steps / spacing).ravel()])
+    image.SetOrigin([float(v) for v in _LPS_TO_RAS @ volume.ijk_to_ras[:3, 3]])
+    return image
+
+
+def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Read a NIfTI/NRRD file, a DICOM folder (one series, chosen by `series_uid` if several) or DICOM file."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageReadError(f"The image '{path}' does not exist. Check the path and try again.")
+    if path.is_file() and path.name.upper() == "DICOMDIR":
+        path = path.parent  # a DICOMDIR indexes the files of its folder; read them directly
+    if path.is_dir():
+        return volume_from_sitk(dicom_reading.read_dicom_folder(path, series_uid))
+    if dicom_reading.is_dicom_file(path):
+        if series_uid is not None:
+            found = dicom_reading.choose_series(path.parent, series_uid)
+            if path.resolve() not in {f.resolve() for f in found.files}:
+                raise ImageReadError(f"'{path.name}' is not part of the DICOM series {series_uid}.")
+        return volume_from_sitk(dicom_reading.read_dicom_file(path))
+    if series_uid is not None:
+        log.warning("Series UID %s ignored: '%s' is not DICOM.", series_uid, path.name)
+    _check_nifti_complete(path)
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as exc:
+        raise ImageReadError(
+            f"'{path.name}' could not be read as an image ({str(exc).strip().splitlines()[-1]}). "
+            "Use a NIfTI (.nii/.nii.gz), NRRD (.nrrd) file or a DICOM folder."
+        ) from exc
+    return volume_from_sitk(image)
+
+
+def _uncompressed_size(path: Path) -> int:
+    """Bytes of the file's content, uncompressed if gzipped (counting stops where a damaged stream ends)."""
+    with open(path, "rb") as f:
+        gzipped = f.read(2) == b"\x1f\x8b"
+    if not gzipped:
+        return path.stat().st_size
+    size = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 22):
+                size += len(chunk)
+    except (EOFError, OSError, zlib.error):
+        pass
+    return size
+
+
+def _check_nifti_complete(path: Path) -> None:
+    """Refuse a truncated NIfTI file, which ITK would read with the missing voxels set to 0."""
+    if not path.name.lower().endswith((".nii", ".nii.gz")):
+        return
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+        dims = int(reader.GetMetaData("dim[0]"))
+        voxels = math.prod(int(reader.GetMetaData(f"dim[{i}]")) for i in range(1, dims + 1))
+        expected = (
+            int(float(reader.GetMetaData("vox_offset"))) + voxels * int(reader.GetMetaData("bitpix")) // 8
+        )
+    except (RuntimeError, ValueError):
+        return  # no usable header: the full read below reports the problem
+    actual = _uncompressed_size(path)
+    if actual < expected:
+        raise ImageReadError(
+            f"'{path.name}' is incomplete: it holds {actual} of the {expected} bytes its header announces "
+            "(the copy or download was cut short). Copy the file again."
+        )
+
+
+def write_volume(volume: Volume, path: str | Path) -> None:
+    """Write a Volume to a NIfTI or NRRD file (format from the extension)."""
+    sitk.WriteImage(volume_to_sitk(volume), str(path), useCompression=True)
+
+
+def write_dicom_series(
+    volume: Volume,
+    folder: str | Path,
+    *,
+    patient_name: str = "Anonymous",
+    patient_id: str = "ANONYMOUS",
+    study_description: str = "",
+    series_description: str = "InteractiveAdapt",
+    series_number: int = 1,
+    modality: str = "MR",
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+) -> list[Path]:
+    """Write a Volume as a single-frame DICOM series (MR Image Storage), one file per K slice.
+
+    Intensities must be integers that fit 16 bits (they are stored exactly, rescale 1/0). DICOM readers
+    stack slices along the normal of the slice plane, so a left-handed volume reads back with K reversed
+    (same voxels at the same RAS positions).
+    """
+    header = DicomSeriesHeader(
+        patient_name=patient_name,
+        patient_id=patient_id,
+        study_description=study_description,
+        series_description=series_description,
+        series_number=series_number,
+        modality=modality,
+        study_uid=study_uid,
+        series_uid=series_uid,
+    )
+    return dicom_writing.write_dicom_series(volume_to_sitk(volume), folder, header)

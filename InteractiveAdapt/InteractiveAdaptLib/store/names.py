@@ -1,0 +1,56 @@
+"""Site, user and profile names: what a name may be, the folder it lives in, a safe name from free text."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+
+from InteractiveAdaptLib.errors import SiteStoreError
+
+log = logging.getLogger(__name__)
+
+MAX_NAME_LENGTH = 64
+_RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)}
+_EXAMPLES = {"site": "Hospital A", "user": "Dr Smith", "profile": "Grey matter"}
+
+
+def check_name(name: str, kind: str = "site") -> str:
+    """Return `name` cleaned (NFC, outer spaces removed) or raise SiteStoreError saying what to change."""
+    example = _EXAMPLES.get(kind, "Hospital A")
+    if not isinstance(name, str):
+        raise SiteStoreError(f"The {kind} name must be text, such as '{example}'.")
+    name = unicodedata.normalize("NFC", name).strip()
+    if not name:
+        raise SiteStoreError(f"The {kind} name is empty. Type a name such as '{example}'.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise SiteStoreError(
+            f"The {kind} name '{name[:24]}...' is too long ({len(name)} characters); "
+            f"use at most {MAX_NAME_LENGTH}."
+        )
+    bad = sorted({c for c in name if not (c.isalnum() or c in " -_.")})
+    if bad:
+        raise SiteStoreError(
+            f"The {kind} name {name!r} contains {' '.join(repr(c) for c in bad)}, which cannot be part of "
+            f"a {kind} name. Use only letters, digits, spaces, '-', '_' and '.', such as '{example}'."
+        )
+    if name[0] == "." or name[-1] == ".":
+        raise SiteStoreError(f"The {kind} name {name!r} cannot start or end with a dot, such as '{example}'.")
+    if folder_name(name).split(".")[0] in _RESERVED:
+        raise SiteStoreError(
+            f"The {kind} name {name!r} is reserved by Windows; add a word, such as '{example}'."
+        )
+    return name
+
+
+def suggest_name(text: str, kind: str = "profile") -> str:
+    """A valid name close to free text, e.g. a segment name: 'Left/Right (L)' -> 'Left Right L'."""
+    kept = "".join(c if c.isalnum() or c in "-_." else " " for c in unicodedata.normalize("NFC", str(text)))
+    name = " ".join(kept.split())[:MAX_NAME_LENGTH].strip(" .")
+    if name and folder_name(name).split(".")[0] in _RESERVED:  # e.g. "CON": a device name on Windows
+        name = f"{kind} {name}"[:MAX_NAME_LENGTH].strip(" .")
+    return check_name(name or "Unnamed", kind)
+
+
+def folder_name(name: str) -> str:
+    """The folder of a checked name: names differing only in case or space/underscore share it."""
+    return name.casefold().replace(" ", "_")

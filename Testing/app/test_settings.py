@@ -1,0 +1,101 @@
+"""Module settings, where site weights and the shipped model are found, and the session they open."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from InteractiveAdaptLib.app import settings as st
+from InteractiveAdaptLib.errors import InteractiveAdaptError
+
+
+def test_settings_round_trip_through_plain_and_qsettings_strings():
+    custom = st.ModuleSettings(
+        site="St Mary MRI",
+        user="dr b",
+        device="cpu",
+        learning_rate=1e-4,
+        mid_interaction=False,
+        working_spacing_mm=0.5,
+    )
+    assert st.ModuleSettings.from_dict(custom.to_dict()) == custom
+    as_qsettings = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in custom.to_dict().items()}
+    assert st.ModuleSettings.from_dict(as_qsettings) == custom
+
+
+def test_bad_saved_values_fall_back_to_defaults(caplog):
+    defaults = st.ModuleSettings()
+    loaded = st.ModuleSettings.from_dict(
+        {
+            "site": "  ",
+            "device": "tpu",
+            "learning_rate": "fast",
+            "mid_interaction": "maybe",
+            "working_spacing_mm": "nan",
+            "user": None,
+            "x": 1,
+        }
+    )
+    assert loaded == defaults
+    assert (
+        st.ModuleSettings.from_dict({"learning_rate": "1"}).learning_rate == defaults.learning_rate
+    )  # too high
+    assert st.ModuleSettings.from_dict({"working_spacing_mm": "5"}).working_spacing_mm == 1.0  # too coarse
+    assert "Ignoring saved setting" in caplog.text
+
+
+def test_site_store_root_is_beside_slicer_settings(tmp_path):
+    settings_file = tmp_path / "NA-MIC" / "Slicer.ini"
+    assert st.site_store_root(settings_file) == (tmp_path / "NA-MIC" / "InteractiveAdapt").resolve()
+
+
+def test_resolve_device():
+    assert st.resolve_device("auto", cuda_available=False) == "cpu"
+    assert st.resolve_device("Auto", cuda_available=True) == "cuda"
+    assert st.resolve_device("cpu", cuda_available=True) == "cpu"
+    with pytest.raises(InteractiveAdaptError, match="no NVIDIA GPU"):
+        st.resolve_device("cuda", cuda_available=False)
+
+
+# ---------------------------------------------------------------- the session the module opens
+
+
+def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir, colin_block):
+    from InteractiveAdaptLib.engine.clicks import Click
+
+    prefs = st.ModuleSettings(
+        site="Site A", user="", device="auto", learning_rate=1e-3, working_spacing_mm=0.75
+    )
+    store = tmp_path / "InteractiveAdapt"
+    session = st.open_session(prefs, store, tiny_model_dir, cuda_available=False)
+    assert session.config.device == "cpu" and session.config.adaptation.lr == 1e-3
+    assert session.predictor.target_spacing_mm == 0.75
+    assert st.provenance_text(session, "Brain").startswith("Shipped base model 'tiny-test'")
+    base_weights = {k: v.clone() for k, v in session.network.state_dict().items()}
+
+    session.start_case(colin_block, (2.5, 1.2, 0.9), "Brain")
+    session.add_click(Click(0, 10, 18, 22, True))
+    session.learn_pending()
+    summary = session.finish_case(None, learn=True)
+    assert summary.version == 1
+    manifest = next(store.rglob("manifest.json"))
+    assert json.loads(manifest.read_text())  # a real site version on disk
+    choices = st.version_choices(session, "Brain")
+    assert [v for _, v in choices] == [1, 0] and choices[0][0].startswith("Version 1 (")
+    assert "learned from 1 cases and 1 clicks" in st.provenance_text(session, "Brain")
+    adapted = session.network.state_dict()
+    assert any(not torch.equal(adapted[k], base_weights[k]) for k in base_weights)
+
+    session.start_case(colin_block, (2.5, 1.2, 0.9), "Brain")
+    with pytest.raises(InteractiveAdaptError, match="Finish or reset the case"):
+        st.rollback_profile(session, "Brain", 0)
+    session.reset_case()
+    session.finish_case(None, learn=False)
+    st.rollback_profile(session, "Brain", 0)
+    restored = session.network.state_dict()
+    assert all(torch.equal(restored[k], base_weights[k]) for k in base_weights)
+    assert st.provenance_text(session, "Brain").startswith("Shipped base model")
+    assert np.isfinite(summary.learn_ms)

@@ -1,0 +1,173 @@
+"""The worker thread: order, results and errors in the polled queue, cancel, shutdown (real threads)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from InteractiveAdaptLib.app.worker import InlineExecutor, JobCancelled, Worker
+from InteractiveAdaptLib.errors import InvalidClickError
+
+
+@pytest.fixture
+def worker():
+    w = Worker()
+    yield w
+    w.shutdown(timeout=5)
+
+
+def test_jobs_run_in_submission_order_on_one_thread(worker):
+    seen: list[tuple[int, str]] = []
+
+    def job(n: int) -> int:
+        time.sleep(0.002 * (5 - n))  # later jobs are quicker: order must still hold
+        seen.append((n, threading.current_thread().name))
+        return n * n
+
+    jobs = [worker.submit(job, n, description=f"job {n}") for n in range(5)]
+    assert worker.wait_idle(5)
+    results = worker.poll()
+    assert [r.job_id for r in results] == [j.id for j in jobs]
+    assert [r.value for r in results] == [0, 1, 4, 9, 16]
+    assert [n for n, _ in seen] == list(range(5))
+    assert {name for _, name in seen} == {"InteractiveAdapt worker"}
+    assert all(r.ok and r.duration_s >= 0 for r in results)
+    assert worker.poll() == []  # drained
+
+
+def test_callbacks_run_in_the_polling_thread_not_the_worker(worker):
+    called_in: list[str] = []
+    worker.submit(lambda: 42, on_done=lambda result: called_in.append(threading.current_thread().name))
+    assert worker.wait_idle(5)
+    assert called_in == []  # nothing happens until the GUI polls
+    (result,) = worker.poll()
+    assert result.value == 42 and called_in == [threading.current_thread().name]
+
+
+def test_exceptions_are_delivered_as_results_never_lost(worker):
+    def bad() -> None:
+        raise InvalidClickError("The point is outside the image. Click inside the image.")
+
+    def worse() -> None:
+        raise ZeroDivisionError("bug")
+
+    worker.submit(bad, description="bad")
+    worker.submit(worse, description="worse")
+    worker.submit(lambda: "still running", description="after")
+    assert worker.wait_idle(5)
+    bad_result, worse_result, after = worker.poll()
+    assert isinstance(bad_result.error, InvalidClickError) and not bad_result.ok
+    assert str(bad_result.error) == "The point is outside the image. Click inside the image."
+    assert "InvalidClickError" in bad_result.traceback and "def bad" not in str(bad_result.error)
+    assert isinstance(worse_result.error, ZeroDivisionError)
+    assert after.ok and after.value == "still running" and worker.alive
+
+
+def test_cancel_drops_pending_jobs_and_flags_the_running_one(worker):
+    started, release = threading.Event(), threading.Event()
+    ran: list[int] = []
+
+    def long_job(cancel_event: threading.Event) -> str:
+        started.set()
+        while not cancel_event.is_set():
+            time.sleep(0.001)
+        release.wait(5)
+        return "stopped early"
+
+    worker.submit(long_job, pass_cancel_event=True, description="long")
+    for n in range(3):
+        worker.submit(ran.append, n)
+    assert started.wait(5)
+    assert worker.busy and worker.pending_count == 4 and worker.current_description == "long"
+    assert worker.cancel() == 4
+    release.set()
+    assert worker.wait_idle(5)
+    results = worker.poll()
+    assert len(results) == 4 and all(r.cancelled for r in results)  # each job still reports back
+    assert results[0].value == "stopped early" and ran == []
+    # the worker keeps serving after a cancel
+    worker.submit(ran.append, 7)
+    assert worker.wait_idle(5)
+    assert worker.poll()[0].ok and ran == [7]
+
+
+def test_a_job_may_stop_itself_by_raising_job_cancelled(worker):
+    def job() -> None:
+        raise JobCancelled()
+
+    worker.submit(job)
+    assert worker.wait_idle(5)
+    (result,) = worker.poll()
+    assert result.cancelled and result.error is None and not result.ok
+
+
+def test_a_failing_callback_is_logged_and_the_next_results_still_arrive(worker, caplog):
+    got: list[int] = []
+    worker.submit(lambda: 1, on_done=lambda r: 1 / 0)
+    worker.submit(lambda: 2, on_done=lambda r: got.append(r.value))
+    assert worker.wait_idle(5)
+    with caplog.at_level(logging.ERROR):
+        results = worker.poll()
+    assert len(results) == 2 and got == [2]
+    assert "callback of job" in caplog.text
+
+
+def test_poll_can_take_results_a_few_at_a_time(worker):
+    for n in range(5):
+        worker.submit(lambda n=n: n)
+    assert worker.wait_idle(5)
+    assert [r.value for r in worker.poll(max_results=2)] == [0, 1]
+    assert [r.value for r in worker.poll()] == [2, 3, 4]
+
+
+def test_shutdown_is_clean_and_refuses_new_jobs():
+    w = Worker()
+    gate = threading.Event()
+    w.submit(gate.wait, 5)
+    w.submit(lambda: "never")
+    gate.set()
+    assert w.shutdown(timeout=5)
+    assert not w.alive
+    with pytest.raises(RuntimeError, match="shut down"):
+        w.submit(lambda: None)
+    results = w.poll()
+    assert results[-1].cancelled  # queued at shutdown: reported, not run
+
+
+def test_wait_idle_times_out_while_a_job_runs(worker):
+    gate = threading.Event()
+    worker.submit(gate.wait, 5)
+    assert not worker.wait_idle(0.05)
+    gate.set()
+    assert worker.wait_idle(5)
+
+
+def test_inline_executor_has_the_same_contract():
+    executor = InlineExecutor()
+    results = []
+    executor.submit(lambda a, b: a + b, 2, 3, on_done=results.append)
+    executor.submit(lambda: (_ for _ in ()).throw(InvalidClickError("outside")), on_done=results.append)
+    assert results[0].ok and results[0].value == 5
+    assert isinstance(results[1].error, InvalidClickError) and "InvalidClickError" in results[1].traceback
+    assert executor.poll() == [] and executor.cancel() == 0 and not executor.busy
+
+
+def test_drain_runs_callbacks_and_follow_up_jobs_until_idle(worker):
+    order: list[str] = []
+    ticks: list[int] = []
+
+    def first_done(result) -> None:
+        order.append("first")
+        worker.submit(lambda: "second", on_done=lambda r: order.append(r.value))  # submitted from a callback
+
+    worker.submit(time.sleep, 0.05, on_done=first_done)
+    assert worker.drain(timeout=5, tick=lambda: ticks.append(1))
+    assert order == ["first", "second"] and ticks and not worker.busy
+    gate = threading.Event()
+    worker.submit(gate.wait, 5)
+    assert not worker.drain(timeout=0.05)
+    gate.set()
+    assert worker.drain(timeout=5)

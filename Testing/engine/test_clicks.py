@@ -1,0 +1,217 @@
+"""Guidance maps (METHOD.md) and the simulated user: every click lands inside the error it corrects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest_engine import disk
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage
+
+from InteractiveAdaptLib.engine.clicks import (
+    GUIDANCE_SIGMA_PX,
+    error_clicks,
+    first_click,
+    guidance_maps,
+    next_click,
+)
+
+FUZZ = settings(max_examples=150, deadline=None)
+
+
+def gaussian(shape, row, col, sigma=5.0):
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    return np.exp(-((rows - row) ** 2 + (cols - col) ** 2) / (2 * sigma**2))
+
+
+def component_of(mask: np.ndarray, row: int, col: int) -> np.ndarray:
+    labels, _ = ndimage.label(mask)
+    assert labels[row, col] > 0, "the click is not on the mask"
+    return labels == labels[row, col]
+
+
+def component_sizes(mask: np.ndarray) -> list[int]:
+    labels, n = ndimage.label(mask)
+    return [int((labels == i).sum()) for i in range(1, n + 1)]
+
+
+def distance_to_outside(region: np.ndarray) -> np.ndarray:
+    """Brute force: Euclidean distance of each region pixel to the nearest pixel outside it (the image
+    border counts as outside)."""
+    padded = np.pad(region, 1)
+    outside = np.argwhere(~padded)
+    dist = np.zeros(region.shape)
+    for r, c in np.argwhere(region):
+        dist[r, c] = np.sqrt(((outside - (r + 1, c + 1)) ** 2).sum(axis=1)).min()
+    return dist
+
+
+def assert_most_interior(region: np.ndarray, row: int, col: int) -> None:
+    dist = distance_to_outside(region)
+    assert dist[row, col] == pytest.approx(dist.max())
+
+
+masks = st.tuples(st.integers(1, 12), st.integers(1, 12)).flatmap(
+    lambda shape: st.tuples(arrays(np.bool_, shape), arrays(np.bool_, shape))
+)
+modes = st.sampled_from(["random", "center"])
+seeds = st.integers(0, 2**32 - 1)
+
+
+# ---------------------------------------------------------------------------------------- guidance maps
+def test_guidance_sigma_is_five_pixels():
+    assert GUIDANCE_SIGMA_PX == 5.0
+
+
+def test_single_click_gives_the_gaussian_with_value_one_at_the_click():
+    maps = guidance_maps([(20, 30, True)], (64, 64)).numpy()
+    assert maps.shape == (2, 64, 64)
+    assert maps[0, 20, 30] == pytest.approx(1.0)
+    assert maps[0, 25, 30] == pytest.approx(np.exp(-25 / 50), abs=1e-6)  # d = 5 px
+    assert maps[0, 23, 34] == pytest.approx(np.exp(-25 / 50), abs=1e-6)  # d = 5 px (3-4-5)
+    # On a large image the map's minimum is ~0, so min-max normalisation leaves the Gaussian as is.
+    np.testing.assert_allclose(maps[0], gaussian((64, 64), 20, 30), atol=1e-6)
+    assert not maps[1].any()
+
+
+def test_two_clicks_are_summed_then_min_max_normalised():
+    shape = (9, 11)
+    raw = gaussian(shape, 4, 3) + gaussian(shape, 4, 7)
+    expected = (raw - raw.min()) / (raw.max() - raw.min())
+    maps = guidance_maps([(4, 3, True), (4, 7, True)], shape).numpy()
+    np.testing.assert_allclose(maps[0], expected, atol=1e-6)
+    assert maps[0].min() == 0.0 and maps[0].max() == pytest.approx(1.0)
+    # The two Gaussians overlap: the maximum is between the clicks, not on them.
+    assert np.unravel_index(maps[0].argmax(), shape) == (4, 5)
+    assert maps[0, 4, 3] < 1.0
+
+
+def test_min_max_normalisation_of_one_click_on_a_small_image():
+    maps = guidance_maps([(2, 2, True)], (5, 5)).numpy()
+    raw = gaussian((5, 5), 2, 2)
+    np.testing.assert_allclose(maps[0], (raw - raw.min()) / (raw.max() - raw.min()), atol=1e-6)
+    assert maps[0, 0, 0] == 0.0 and maps[0, 2, 2] == pytest.approx(1.0)
+
+
+def test_no_clicks_give_zero_maps():
+    maps = guidance_maps([], (7, 5))
+    assert maps.shape == (2, 7, 5)
+    assert not maps.any()
+
+
+def test_positive_and_negative_clicks_go_to_their_own_channel():
+    maps = guidance_maps([(3, 4, True), (20, 25, False)], (32, 32)).numpy()
+    assert np.unravel_index(maps[0].argmax(), (32, 32)) == (3, 4)
+    assert np.unravel_index(maps[1].argmax(), (32, 32)) == (20, 25)
+    np.testing.assert_allclose(maps[1], gaussian((32, 32), 20, 25), atol=1e-6)
+
+
+def test_sub_pixel_click_is_symmetric_between_its_neighbours():
+    maps = guidance_maps([(10.5, 10.0, True)], (32, 32)).numpy()
+    assert maps[0, 10, 10] == maps[0, 11, 10] == pytest.approx(1.0)  # the maximum, d = 0.5 px
+    # d = 1.5 px, divided by the maximum exp(-0.5^2 / 50) by the normalisation
+    assert maps[0, 12, 10] == pytest.approx(np.exp(-(1.5**2 - 0.5**2) / 50), abs=1e-6)
+    assert maps[0, 9, 10] == pytest.approx(maps[0, 12, 10])
+
+
+# ---------------------------------------------------------------------------------------- first click
+def test_center_mode_first_click_is_the_centre_of_the_largest_component():
+    target = disk((50, 60), (10, 10), 4) | disk((50, 60), (30, 40), 8)
+    for seed in range(5):
+        assert first_click(target, "center", np.random.default_rng(seed)) == (30, 40, True)
+
+
+def test_first_click_on_an_empty_target_is_none():
+    assert first_click(np.zeros((8, 8), bool), "random", np.random.default_rng(0)) is None
+
+
+@FUZZ
+@given(masks, modes, seeds)
+def test_first_click_lands_in_the_largest_target_component(pair, mode, seed):
+    target = pair[0]
+    click = first_click(target, mode, np.random.default_rng(seed))
+    if not target.any():
+        assert click is None
+        return
+    row, col, positive = click
+    assert positive and target[row, col]
+    region = component_of(target, row, col)
+    assert region.sum() == max(component_sizes(target))
+    if mode == "center":
+        assert_most_interior(region, row, col)
+
+
+def test_random_mode_first_click_visits_the_whole_largest_component():
+    target = disk((20, 20), (10, 10), 2)  # 13 pixels
+    rng = np.random.default_rng(0)
+    seen = {first_click(target, "random", rng)[:2] for _ in range(400)}
+    assert seen == {tuple(p) for p in np.argwhere(target)}
+
+
+# ---------------------------------------------------------------------------------------- next click
+@FUZZ
+@given(masks, modes, seeds)
+def test_next_click_lands_inside_the_largest_error_it_corrects(pair, mode, seed):
+    target, prediction = pair
+    click = next_click(prediction, target, mode, np.random.default_rng(seed))
+    if np.array_equal(target, prediction):
+        assert click is None
+        return
+    assert click is not None
+    row, col, positive = click
+    false_negative, false_positive = target & ~prediction, prediction & ~target
+    if positive:
+        assert false_negative[row, col]
+        region = component_of(false_negative, row, col)
+    else:
+        assert false_positive[row, col]
+        region = component_of(false_positive, row, col)
+    assert region.sum() == max(component_sizes(false_negative) + component_sizes(false_positive))
+    if mode == "center":
+        assert_most_interior(region, row, col)
+
+
+def test_next_click_corrects_a_missed_part_with_a_positive_click():
+    target = disk((40, 40), (20, 20), 10)
+    prediction = target.copy()
+    prediction[:, 20:] = False  # the right half is missed
+    prediction |= disk((40, 40), (3, 3), 2)  # and a small false positive
+    row, col, positive = next_click(prediction, target, "center", np.random.default_rng(0))
+    assert positive and col >= 20 and target[row, col]
+
+
+def test_next_click_removes_a_leak_with_a_negative_click():
+    target = disk((40, 40), (20, 20), 5)
+    prediction = target | disk((40, 40), (20, 32), 6)
+    row, col, positive = next_click(prediction, target, "random", np.random.default_rng(0))
+    assert not positive and prediction[row, col] and not target[row, col]
+
+
+# ---------------------------------------------------------------------------------------- error clicks
+@FUZZ
+@given(masks, modes, seeds, st.integers(0, 6))
+def test_error_clicks_one_per_component_largest_first(pair, mode, seed, count):
+    target, prediction = pair
+    clicks = error_clicks(prediction, target, count, mode, np.random.default_rng(seed))
+    false_negative, false_positive = target & ~prediction, prediction & ~target
+    all_sizes = sorted(component_sizes(false_negative) + component_sizes(false_positive), reverse=True)
+    assert len(clicks) == min(count, len(all_sizes))
+    regions = []
+    for row, col, positive in clicks:
+        error = false_negative if positive else false_positive
+        assert error[row, col]
+        regions.append(component_of(error, row, col))
+        if mode == "center":
+            assert_most_interior(regions[-1], row, col)
+    sizes = [int(r.sum()) for r in regions]
+    assert sizes == all_sizes[: len(clicks)]
+    for i, a in enumerate(regions):  # never two clicks on the same component
+        for b in regions[i + 1 :]:
+            assert not (a & b).any()
+
+
+def test_error_clicks_on_a_perfect_prediction_are_empty():
+    target = disk((16, 16), (8, 8), 4)
+    assert error_clicks(target, target, 10, "random", np.random.default_rng(0)) == []

@@ -1,0 +1,265 @@
+"""The module's Designer file loads headless (PySide6 QUiLoader, stand-ins for the CTK/MRML widgets) and
+holds every widget the module drives, with the type, role, tooltip and shortcut the module expects."""
+
+from __future__ import annotations
+
+import ast
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+from PySide6.QtCore import SIGNAL, Property, QFile, Signal, Slot  # noqa: E402
+from PySide6.QtUiTools import QUiLoader  # noqa: E402
+from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGroupBox,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QWidget,
+)
+
+from InteractiveAdaptLib.app import settings as prefs  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+UI_FILE = REPO / "InteractiveAdapt" / "Resources" / "UI" / "InteractiveAdapt.ui"
+MODULE_FILE = REPO / "InteractiveAdapt" / "InteractiveAdapt.py"
+# Keys Slicer itself binds in slice views (vtkMRMLSliceIntersectionWidget), in the Segment Editor and
+# application-wide; the module's shortcuts must not take any of them.
+SLICER_DEFAULT_KEYS = {
+    "B", "F", "G", "T", "R", "V", "[", "]", "{", "}", "Left", "Right", "Up", "Down", "Space", "Escape",
+    "Z", "Y", "Ctrl+Y", "Ctrl+F", "Ctrl+O", "Ctrl+S", "Ctrl+Q", "Ctrl+W", "Ctrl+3", "Ctrl+Shift+A",
+    "0", "1", "2", "3", "4", "5", "6", "7", "8", "9",
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------- stand-ins for CTK / MRML widgets
+
+
+class ctkCollapsibleButton(QGroupBox):
+    def _collapsed(self):
+        return getattr(self, "_is_collapsed", False)
+
+    def _set_collapsed(self, value):
+        self._is_collapsed = bool(value)
+
+    text = Property(str, QGroupBox.title, QGroupBox.setTitle)
+    collapsed = Property(bool, _collapsed, _set_collapsed)
+
+
+def _flag(name: str, default: bool):
+    def get(self):
+        return getattr(self, f"_{name}", default)
+
+    def put(self, value):
+        setattr(self, f"_{name}", bool(value))
+
+    return Property(bool, get, put)
+
+
+class qMRMLWidget(QWidget):
+    mrmlSceneChanged = Signal("vtkMRMLScene*")
+
+    @Slot("vtkMRMLScene*")
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+
+class qMRMLNodeComboBox(QComboBox):
+    currentNodeChanged = Signal("vtkMRMLNode*")
+
+    def _types(self):
+        return getattr(self, "_node_types", [])
+
+    def _set_types(self, value):
+        self._node_types = list(value)
+
+    nodeTypes = Property("QStringList", _types, _set_types)
+    showChildNodeTypes = _flag("showChildNodeTypes", True)
+    addEnabled = _flag("addEnabled", True)
+    removeEnabled = _flag("removeEnabled", True)
+    renameEnabled = _flag("renameEnabled", False)
+    noneEnabled = _flag("noneEnabled", False)
+
+    @Slot("vtkMRMLScene*")
+    def setMRMLScene(self, scene):
+        self.scene = scene
+
+
+class qMRMLSegmentSelectorWidget(qMRMLWidget):
+    currentNodeChanged = Signal("vtkMRMLNode*")
+    currentSegmentChanged = Signal(str)
+    noneEnabled = _flag("noneEnabled", False)
+    segmentationNodeSelectorVisible = _flag("segmentationNodeSelectorVisible", True)
+
+
+@pytest.fixture(scope="module")
+def ui():
+    app = QApplication.instance() or QApplication([])
+    loader = QUiLoader()
+    for cls in (ctkCollapsibleButton, qMRMLWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget):
+        loader.registerCustomWidget(cls)
+    f = QFile(str(UI_FILE))
+    assert f.open(QFile.ReadOnly)
+    widget = loader.load(f)
+    f.close()
+    assert widget is not None, loader.errorString()
+    yield widget
+    widget.deleteLater()
+    assert app is not None
+
+
+def child(ui, cls, name):
+    found = ui.findChild(cls, name)
+    assert found is not None, f"{name} ({cls.__name__}) is missing from {UI_FILE.name}"
+    return found
+
+
+def _module_constant(name: str):
+    tree = ast.parse(MODULE_FILE.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not defined in {MODULE_FILE.name}")
+
+
+def _parameter_node_fields() -> dict[str, str]:
+    tree = ast.parse(MODULE_FILE.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+            getattr(d, "id", "") == "parameterNodeWrapper" for d in node.decorator_list
+        ):
+            return {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in the module")
+
+
+# ---------------------------------------------------------------- tests
+
+
+def test_root_is_an_mrml_widget_that_hands_the_scene_to_its_mrml_children(ui):
+    assert isinstance(ui, qMRMLWidget) and ui.objectName() == "InteractiveAdapt"
+    # the three Designer connections were made: setMRMLScene on the root reaches every MRML widget
+    assert ui.receivers(SIGNAL("mrmlSceneChanged(vtkMRMLScene*)")) == 3
+
+
+def test_inputs(ui):
+    volume = child(ui, qMRMLNodeComboBox, "inputVolumeSelector")
+    assert volume.nodeTypes == ["vtkMRMLScalarVolumeNode"]
+    assert not volume.showChildNodeTypes  # no label maps, vector/RGB or DWI volumes offered
+    assert not volume.addEnabled and volume.noneEnabled
+    segmentation = child(ui, qMRMLNodeComboBox, "segmentationSelector")
+    assert segmentation.nodeTypes == ["vtkMRMLSegmentationNode"] and segmentation.addEnabled
+    segment = child(ui, qMRMLSegmentSelectorWidget, "segmentSelector")
+    assert not segment.segmentationNodeSelectorVisible  # the segmentation comes from the combo above
+    assert "profile" in segment.toolTip()
+
+
+def test_site_model_version_and_rollback(ui):
+    for name in ("siteLineEdit", "userLineEdit"):
+        assert child(ui, QLineEdit, name).placeholderText()
+    assert isinstance(child(ui, QComboBox, "modelVersionComboBox"), QComboBox)
+    assert child(ui, QLabel, "provenanceLabel").wordWrap()
+    assert child(ui, QPushButton, "rollbackButton").text() == "Roll back"
+
+
+def test_click_buttons_are_persistent_toggles_and_undo_finish_reset_exist(ui):
+    for name in ("positivePointButton", "negativePointButton"):
+        assert child(ui, QPushButton, name).isCheckable(), f"{name} must stay on (persistent place mode)"
+    for name in ("undoButton", "finishCaseButton", "resetCaseButton"):
+        assert not child(ui, QPushButton, name).isCheckable()
+    learn = child(ui, QCheckBox, "learnFromCaseCheckBox")
+    assert learn.isChecked() and learn.text() == "Learn from this case"
+
+
+def test_advanced_section_defaults_match_the_settings_defaults(ui):
+    advanced = child(ui, ctkCollapsibleButton, "advancedCollapsibleButton")
+    assert advanced.collapsed and advanced.text == "Advanced"
+    defaults = prefs.ModuleSettings()
+    for name in ("midInteractionCheckBox", "postInteractionCheckBox", "learningRateSpinBox", "deviceComboBox",
+                 "workingSpacingSpinBox", "weightsFolderLabel", "exportSiteButton"):  # fmt: skip
+        assert advanced.findChild(QWidget, name) is not None, f"{name} belongs in the Advanced section"
+    assert child(ui, QCheckBox, "midInteractionCheckBox").isChecked() == defaults.mid_interaction
+    assert child(ui, QCheckBox, "postInteractionCheckBox").isChecked() == defaults.post_interaction
+    rate = child(ui, QDoubleSpinBox, "learningRateSpinBox")
+    assert rate.value() == pytest.approx(defaults.learning_rate) and rate.decimals() >= 6
+    low, high = prefs.LEARNING_RATE_RANGE
+    assert low <= rate.minimum() and rate.maximum() <= high
+    spacing = child(ui, QDoubleSpinBox, "workingSpacingSpinBox")
+    assert spacing.value() == pytest.approx(defaults.working_spacing_mm)
+    assert (spacing.minimum(), spacing.maximum()) == pytest.approx(prefs.WORKING_SPACING_RANGE_MM)
+    device = child(ui, QComboBox, "deviceComboBox")
+    assert [device.itemText(n).lower() for n in range(device.count())] == list(prefs.DEVICES)
+    assert child(ui, QPushButton, "exportSiteButton").text() == "Export site..."
+
+
+def test_status_and_progress(ui):
+    assert isinstance(child(ui, QLabel, "statusLabel"), QLabel)
+    assert child(ui, QProgressBar, "progressBar").isHidden()
+    assert child(ui, QPushButton, "cancelButton").isHidden()
+
+
+def test_shortcuts_are_documented_and_do_not_clash_with_slicer(ui):
+    shortcuts = _module_constant("SHORTCUTS")
+    assert set(shortcuts) == {"positivePointButton", "negativePointButton", "undoButton"}
+    assert shortcuts["undoButton"] == "Ctrl+Z"
+    module_source = MODULE_FILE.read_text()
+    for name, keys in shortcuts.items():
+        button = child(ui, QPushButton, name)
+        assert f"Shortcut: {keys}" in button.toolTip(), f"{name}'s tooltip must name its shortcut {keys}"
+        assert f"({keys})" in button.text()
+        assert f"<b>{keys}</b>" in module_source, f"the help text must document {keys}"
+        assert keys not in SLICER_DEFAULT_KEYS and keys.upper() not in SLICER_DEFAULT_KEYS
+    assert len(set(shortcuts.values())) == len(shortcuts)
+
+
+def test_settings_widgets_have_the_properties_and_signals_the_module_uses(ui):
+    table = _module_constant("SETTINGS_WIDGETS")
+    assert set(table) == set(prefs.ModuleSettings().to_dict())
+    for name, prop, signal in table.values():
+        widget = child(ui, QWidget, name)
+        assert widget.metaObject().indexOfProperty(prop) >= 0, f"{name} has no property {prop}"
+        assert hasattr(widget, signal), f"{name} has no signal {signal}"
+
+
+def test_parameter_node_fields_match_the_widgets_bound_to_them(ui):
+    fields = _parameter_node_fields()
+    bound = {
+        w.property("SlicerParameterName"): w
+        for w in ui.findChildren(QWidget)
+        if w.property("SlicerParameterName")
+    }
+    assert set(bound) == {"inputVolume", "segmentation", "learnFromCase"}
+    for parameter, widget in bound.items():
+        assert parameter in fields, f"{widget.objectName()} is bound to unknown parameter {parameter}"
+        if isinstance(widget, qMRMLNodeComboBox):
+            assert fields[parameter] == f"slicer.{widget.nodeTypes[0]}"
+        elif isinstance(widget, QCheckBox):
+            assert fields[parameter] == "bool"
+    assert {"segmentID", "positivePoints", "negativePoints"} <= set(fields)  # remembered by the scene too
+
+
+def test_every_control_explains_itself(ui):
+    for widget in ui.findChildren(QWidget):
+        if (
+            isinstance(widget, QPushButton | QCheckBox | QLineEdit | QComboBox | QDoubleSpinBox)
+            and widget.objectName()
+        ):
+            if isinstance(widget.parent(), QComboBox | QDoubleSpinBox):
+                continue  # inner parts of a composite widget
+            assert widget.toolTip().strip(), f"{widget.objectName()} has no tooltip"
+
+
+def test_designer_connections_name_existing_widgets():
+    root = ET.parse(UI_FILE).getroot()
+    names = {w.get("name") for w in root.iter("widget")}
+    connections = root.findall("./connections/connection")
+    assert len(connections) == 3
+    for connection in connections:
+        assert connection.findtext("sender") in names and connection.findtext("receiver") in names
+        assert connection.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"

@@ -1,0 +1,25 @@
+"""The lab's sub-commands of `interactive-adapt`, registered through the entry point
+`interactive_adapt.commands` in pyproject.toml (the user package never imports the lab)."""
+
+from __future__ import annotations
+
+import argparse
+
+from interactive_adapt_lab import demo
+from interactive_adapt_lab.data import datasets
+from interactive_adapt_lab.evaluation import adaptation_benchmark, speed_benchmark
+from interactive_adapt_lab.training import model_export, training, training_report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add demo, benchmark, bench-speed, train, training-report, export-model and build-cache."""
+    for module in (
+        demo,
+        adaptation_benchmark,
+        speed_benchmark,
+        training,
+        training_report,
+        model_export,
+        datasets,
+    ):
+        module.register(subparsers)

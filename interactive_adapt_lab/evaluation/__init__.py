@@ -1,0 +1,1 @@
+"""Evaluation with the simulated user, the adaptation and speed benchmarks, and their reports."""
