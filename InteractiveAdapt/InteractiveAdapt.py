@@ -232,14 +232,18 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         version = self.ui.modelVersionComboBox.currentData
         if version is not None and self.logic.cases.session:
             self.logic.cases.close(learn=False)
-            args = (self.logic.cases.session, self.logic.cases.profile, int(version))
-            self.runJob("Rolling back the model", "Rolled back.", prefs.rollback_profile, *args)
+            args = (self.logic.cases.profile, int(version))
+            self.runJob("Rolling back the model", "Rolled back.", self.logic.cases.session.rollback, *args)
 
     def onExport(self):
         site = self.logic.settings.site
         path = qt.QFileDialog.getSaveFileName(None, "Export site", f"{site}.zip", "Site archive (*.zip)")
-        if path:
-            self.runJob("Exporting the site", f"Site exported to {path}.", self.logic.exportSite, path)
+        if path and self.ensureDependencies():
+            try:
+                session = self.logic.cases.session_for(self.logic.settings)
+            except InteractiveAdaptError as error:
+                return self.showError(error)
+            self.runJob("Exporting the site", f"Site exported to {path}.", session.export_site, path)
 
     def runJob(self, description, message, fn, *args):
         def done(result):
@@ -257,8 +261,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not session or not profile:
             return
         try:
-            choices = prefs.version_choices(session, profile)
-            self.ui.provenanceLabel.text = prefs.provenance_text(session, profile)
+            choices = session.version_choices(profile)
+            self.ui.provenanceLabel.text = session.provenance(profile)
         except InteractiveAdaptError as error:
             return self.showError(error)
         self.ui.modelVersionComboBox.clear()
@@ -352,11 +356,6 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
             pn.segmentation, pn.segmentID = nodes.segmentation, nodes.segment_id
             pn.positivePoints, pn.negativePoints = nodes.positive, nodes.negative
         self.cases.prepare(slicer.mrmlScene, self.settings, nodes, on_error=onError, on_status=onStatus)
-
-    def exportSite(self, path):
-        from InteractiveAdaptLib.store.site_store import SiteStore
-
-        return SiteStore(self.storeRoot).export_site(self.settings.site, path)
 
     def shutdown(self):
         self.cases.close(learn=False)

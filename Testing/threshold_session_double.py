@@ -1,8 +1,7 @@
 """TEST DOUBLE of the engine's interactive session, for testing the Slicer scene side in isolation.
 
-It satisfies the duck-typed interface the MRML click controller drives (start_case, add_click,
-learn_pending, undo, remove_click, reset_case, finish_case, clicks) with a deterministic rule instead
-of a network: a positive click marks the pixels of its window whose intensity is close to the clicked
+It declares the engine's CaseSession protocol (InteractiveAdaptLib/interaction.py), the part of the
+session the MRML click controller drives, and answers with a deterministic rule instead of a network: a positive click marks the pixels of its window whose intensity is close to the clicked
 pixel's, a negative click clears its window. Not used by the product.
 """
 
@@ -10,35 +9,15 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from InteractiveAdaptLib.errors import CaseStateError
+from InteractiveAdaptLib.interaction import CaseSession, CaseSummary, Click, SlicePrediction
 
 
-@dataclass(frozen=True)
-class ClickDouble:
-    """Same fields as the engine's Click."""
-
-    axis: int
-    index: int
-    row: int
-    col: int
-    positive: bool
-
-
-@dataclass
-class SlicePredictionDouble:
-    """Same fields as the engine's SlicePrediction."""
-
-    axis: int
-    index: int
-    mask: np.ndarray
-    latency_ms: float
-
-
-class ThresholdSessionDouble:
+class ThresholdSessionDouble(CaseSession):
     """Predicts a slice from its clicks by intensity thresholding in a window around each click."""
 
     def __init__(self, radius: int = 6, tolerance: float = 25.0, delay_s: float = 0.0) -> None:
@@ -56,8 +35,12 @@ class ThresholdSessionDouble:
             time.sleep(self.delay_s)
 
     @property
-    def clicks(self) -> list:
+    def clicks(self) -> list[Click]:
         return list(self._clicks)
+
+    @property
+    def case_open(self) -> bool:
+        return self.volume is not None
 
     def start_case(self, volume: np.ndarray, spacing_kji: tuple[float, float, float], profile: str) -> None:
         self._log("start_case")
@@ -82,12 +65,12 @@ class ThresholdSessionDouble:
                 mask[window] = 0
         return mask
 
-    def _prediction(self, axis: int, index: int) -> SlicePredictionDouble | None:
+    def _prediction(self, axis: int, index: int) -> SlicePrediction | None:
         if not any((c.axis, c.index) == (axis, index) for c in self._clicks):
             return None
-        return SlicePredictionDouble(axis, index, self.predict(axis, index), 1.0)
+        return SlicePrediction(axis, index, self.predict(axis, index), 1.0)
 
-    def add_click(self, click) -> SlicePredictionDouble:
+    def add_click(self, click) -> SlicePrediction:
         self._log("add_click")
         if self.volume is None:
             raise CaseStateError("No case is open.")
@@ -99,12 +82,12 @@ class ThresholdSessionDouble:
         self.learned += 1
         return True
 
-    def undo(self) -> SlicePredictionDouble | None:
+    def undo(self) -> SlicePrediction | None:
         self._log("undo")
         click = self._clicks.pop()
         return self._prediction(click.axis, click.index)
 
-    def remove_click(self, n: int) -> SlicePredictionDouble | None:
+    def remove_click(self, n: int) -> SlicePrediction | None:
         self._log("remove_click")
         click = self._clicks.pop(n)
         return self._prediction(click.axis, click.index)
@@ -113,8 +96,24 @@ class ThresholdSessionDouble:
         self._log("reset_case")
         self._clicks = []
 
-    def finish_case(self, accepted: dict | None = None, learn: bool = True) -> str:
+    def finish_case(self, accepted: dict | None = None, learn: bool = True) -> CaseSummary:
         self._log("finish_case")
         self.finished.append((accepted, learn))
-        self._clicks, self.volume = [], None
-        return "finished"
+        clicks, self._clicks, self.volume = len(self._clicks), [], None
+        return CaseSummary(len(accepted or {}), clicks, 0, 0.0, None)
+
+    # A double keeps no site versions.
+    def restart_profile_from_base(self, profile: str) -> None:
+        self._log("restart_profile_from_base")
+
+    def version_choices(self, profile: str) -> list[tuple[str, int]]:
+        return [("Shipped base model", 0)]
+
+    def provenance(self, profile: str) -> str:
+        return "Threshold double (no weights)."
+
+    def rollback(self, profile: str, version: int) -> None:
+        raise CaseStateError("The double keeps no versions.")
+
+    def export_site(self, archive: str | Path) -> Path:
+        raise CaseStateError("The double keeps no versions.")

@@ -114,7 +114,7 @@ def render_case(
     from InteractiveAdaptLib import mrml
     from InteractiveAdaptLib.app.settings import ModuleSettings, open_session
     from InteractiveAdaptLib.app.worker import Worker
-    from InteractiveAdaptLib.engine.clicks import first_click, next_click
+    from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
     from InteractiveAdaptLib.engine.predictor import dice
 
     app = SlicerApp()

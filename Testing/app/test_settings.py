@@ -64,7 +64,7 @@ def test_resolve_device():
 
 
 def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir, colin_block):
-    from InteractiveAdaptLib.engine.clicks import Click
+    from InteractiveAdaptLib.interaction import Click
 
     prefs = st.ModuleSettings(
         site="Site A", user="", device="auto", learning_rate=1e-3, working_spacing_mm=0.75
@@ -73,7 +73,7 @@ def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir
     session = st.open_session(prefs, store, tiny_model_dir, cuda_available=False)
     assert session.config.device == "cpu" and session.config.adaptation.lr == 1e-3
     assert session.predictor.target_spacing_mm == 0.75
-    assert st.provenance_text(session, "Brain").startswith("Shipped base model 'tiny-test'")
+    assert session.provenance("Brain").startswith("Shipped base model 'tiny-test'")
     base_weights = {k: v.clone() for k, v in session.network.state_dict().items()}
 
     session.start_case(colin_block, (2.5, 1.2, 0.9), "Brain")
@@ -83,19 +83,19 @@ def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir
     assert summary.version == 1
     manifest = next(store.rglob("manifest.json"))
     assert json.loads(manifest.read_text())  # a real site version on disk
-    choices = st.version_choices(session, "Brain")
+    choices = session.version_choices("Brain")
     assert [v for _, v in choices] == [1, 0] and choices[0][0].startswith("Version 1 (")
-    assert "learned from 1 cases and 1 clicks" in st.provenance_text(session, "Brain")
+    assert "learned from 1 cases and 1 clicks" in session.provenance("Brain")
     adapted = session.network.state_dict()
     assert any(not torch.equal(adapted[k], base_weights[k]) for k in base_weights)
 
     session.start_case(colin_block, (2.5, 1.2, 0.9), "Brain")
     with pytest.raises(InteractiveAdaptError, match="Finish or reset the case"):
-        st.rollback_profile(session, "Brain", 0)
+        session.rollback("Brain", 0)
     session.reset_case()
     session.finish_case(None, learn=False)
-    st.rollback_profile(session, "Brain", 0)
+    session.rollback("Brain", 0)
     restored = session.network.state_dict()
     assert all(torch.equal(restored[k], base_weights[k]) for k in base_weights)
-    assert st.provenance_text(session, "Brain").startswith("Shipped base model")
+    assert session.provenance("Brain").startswith("Shipped base model")
     assert np.isfinite(summary.learn_ms)

@@ -72,7 +72,8 @@ def test_non_finite_weights_after_a_step_are_rolled_back(adapter, prepared_slice
     adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
     before = state(adapter)
     snapshot = adapter.snapshot() if caller_snapshot else None
-    adapter.set_lr(float("inf"))  # a finite gradient, an infinite update
+    for group in adapter.optimizer.param_groups:
+        group["lr"] = float("inf")  # a finite gradient, an infinite update
     applied, _ = adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss, snapshot)
     assert not applied and adapter.steps_rejected == 1
     assert same_state(before, state(adapter))

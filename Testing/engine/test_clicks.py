@@ -10,13 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from InteractiveAdaptLib.engine.clicks import (
-    GUIDANCE_SIGMA_PX,
-    error_clicks,
-    first_click,
-    guidance_maps,
-    next_click,
-)
+from InteractiveAdaptLib.engine.click_simulation import error_clicks, first_click, next_click
+from InteractiveAdaptLib.engine.guidance import GUIDANCE_SIGMA_PX, guidance_maps
 
 FUZZ = settings(max_examples=150, deadline=None)
 

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from interactive_adapt_lab.data.cases import aal_targets_of_split, enumerate_cases, spread_order
 from interactive_adapt_lab.evaluation.simulated_user import click_dice_curve, evaluate
-from InteractiveAdaptLib.engine.clicks import guidance_maps
+from InteractiveAdaptLib.engine.guidance import guidance_maps
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
 
 

@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from interactive_adapt_lab.data.datasets import load_domain
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
-from InteractiveAdaptLib.engine.clicks import Click
 from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.model.base_model import save_base_model
 from InteractiveAdaptLib.store.site_store import SiteStore
 

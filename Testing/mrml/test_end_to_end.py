@@ -31,9 +31,10 @@ from interactive_adapt_lab.data.datasets import aal_names, aal_pair
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.app.settings import ModuleSettings, open_session, site_store_root
 from InteractiveAdaptLib.app.worker import Worker
-from InteractiveAdaptLib.engine.clicks import Click, first_click, next_click
+from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
 from InteractiveAdaptLib.engine.predictor import dice
 from InteractiveAdaptLib.errors import WeightsError
+from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.io.volumes import volume_from_sitk
 from InteractiveAdaptLib.model.checkpoint import sha256_file
 from InteractiveAdaptLib.model.location import find_base_model_dir

@@ -10,11 +10,12 @@ import pytest
 import slicer
 import vtk
 from conftest import GEOMETRIES, add_slice_node, add_volume, make_core, voxel_ras
-from threshold_session_double import ClickDouble, ThresholdSessionDouble
+from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
 from InteractiveAdaptLib.errors import CaseStateError, ImageReadError, InvalidClickError
+from InteractiveAdaptLib.interaction import Click
 
 VIEWS = ("Axial", "Coronal", "Sagittal")
 TARGETS_KJI = [(7, 11, 29), (12, 25, 9), (3, 30, 40)]  # for the (20, 36, 44) block; transposed per geometry
@@ -329,7 +330,6 @@ class Harness:
             self.segment_id,
             self.positive,
             self.negative,
-            click_factory=ClickDouble,
             on_error=lambda error, tb: self.errors.append(error),
             **kwargs,
         )
@@ -385,7 +385,7 @@ def test_clicks_in_each_view_segment_that_slice_only(mri_scene):
         np.testing.assert_array_equal(h.read(key), h.session.predict(*key))
         assert h.read(key)[click.row, click.col] == 1
     assert not h.errors
-    assert h.controller.edited_slices == sorted(
+    assert sorted({r.slice_key for r in h.controller.records}) == sorted(
         h.slice_of(v, _target(mri_scene, n)) for n, v in enumerate(VIEWS)
     )
     assert [name for name, _ in h.session.calls] == ["start_case"] + ["add_click", "learn_pending"] * 3
@@ -433,7 +433,7 @@ def test_deleting_an_earlier_point_repredicts_without_it(mri_scene):
     assert len(h.session.clicks) == 3 and not h.errors
     # delete the first point (not the last): the coronal slice is re-predicted from the second alone
     h.positive.RemoveNthControlPoint(0)
-    assert h.session.clicks[0] == ClickDouble(*key, *[v for a, v in enumerate(second) if a != axis], True)
+    assert h.session.clicks[0] == Click(*key, *[v for a, v in enumerate(second) if a != axis], True)
     assert len(h.session.clicks) == 2
     np.testing.assert_array_equal(h.read(key), h.session.predict(*key))
     # delete the second too: no click left on that slice, so it goes back to before the case (empty)
@@ -492,7 +492,7 @@ def test_reset_restores_every_touched_slice_and_finish_reads_back_corrections(mr
     ((accepted, learn),) = h.session.finished
     assert learn is False and list(accepted) == [key]
     np.testing.assert_array_equal(accepted[key], corrected)
-    assert done and done[0].ok and done[0].value == "finished"
+    assert done and done[0].ok and done[0].value.clicks == 1
     assert h.controller.records == [] and h.positive.GetNumberOfControlPoints() == 0
     np.testing.assert_array_equal(h.read(key), corrected)  # the accepted segment stays
     # the next click starts a new case by itself
@@ -591,8 +591,7 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     positive, negative = mrml.create_click_nodes(app.scene)
     session, errors = ThresholdSessionDouble(), []
     controller = mrml.ClickController(
-        session, InlineExecutor(), volume, seg, segment_id, positive, negative,
-        click_factory=ClickDouble, on_error=lambda error, tb: errors.append(error),
+        session, InlineExecutor(), volume, seg, segment_id, positive, negative, on_error=lambda error, tb: errors.append(error),
     )  # fmt: skip
     geometry = controller.geometry
 
@@ -604,7 +603,7 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     mrml.start_placing(app.scene, positive, persistent=True)
     _mouse_click(red, ras)
     assert positive.GetNumberOfControlPoints() == 1 and not errors
-    assert session.clicks == [ClickDouble(0, 9, 14, 21, True)]
+    assert session.clicks == [Click(0, 9, 14, 21, True)]
     red_slice = mrml.read_slice(seg, segment_id, geometry, 0, 9)
     np.testing.assert_array_equal(red_slice, session.predict(0, 9))
     assert red_slice[14, 21] == 1
@@ -621,8 +620,8 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     mrml.start_placing(app.scene, negative, persistent=True)
     _mouse_click(yellow, ras2)
     assert negative.GetNumberOfControlPoints() == 1 and not errors
-    assert session.clicks[-1] == ClickDouble(2, 24, 12, 16, False)
-    assert controller.edited_slices == [(0, 9), (2, 24)]
+    assert session.clicks[-1] == Click(2, 24, 12, 16, False)
+    assert sorted({r.slice_key for r in controller.records}) == [(0, 9), (2, 24)]
 
     # Ctrl+Z in the module == undo_last: the sagittal slice goes back exactly
     assert controller.undo_last()
@@ -671,11 +670,11 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
     cases = mrml.CaseManager(InlineExecutor(), open_session)
     nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     settings = {"site": "A"}
-    cases.prepare(mri_scene.scene, settings, nodes, click_factory=ClickDouble)
+    cases.prepare(mri_scene.scene, settings, nodes)
     assert len(opened) == 1 and cases.profile == "Structure"
     assert cases.matches(nodes.volume, nodes.segmentation, nodes.segment_id)
     controller = cases.controller
-    cases.prepare(mri_scene.scene, dict(settings), nodes, click_factory=ClickDouble)
+    cases.prepare(mri_scene.scene, dict(settings), nodes)
     assert cases.controller is controller and len(opened) == 1  # same inputs, same settings: nothing new
 
     kji = _target(mri_scene, 0)
@@ -687,12 +686,10 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
     assert segmented.sum() > 0
     session = cases.session
     settings["site"] = "B"  # changed in place: the manager kept its own copy
-    cases.prepare(mri_scene.scene, settings, nodes, click_factory=ClickDouble)
+    cases.prepare(mri_scene.scene, settings, nodes)
     assert cases.controller is controller and len(opened) == 1  # a case with clicks goes on
     lesion = nodes.segmentation.GetSegmentation().AddEmptySegment("", "Lesion")
-    cases.prepare(
-        mri_scene.scene, settings, dataclasses.replace(nodes, segment_id=lesion), click_factory=ClickDouble
-    )
+    cases.prepare(mri_scene.scene, settings, dataclasses.replace(nodes, segment_id=lesion))
     assert len(opened) == 2 and opened[-1] == {"site": "B"} and cases.session is not session
     assert cases.profile == "Lesion"
     assert [learn for _, learn in session.finished] == [False]  # the old case ended without learning
@@ -721,7 +718,7 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
 def test_the_controller_drives_the_real_engine_session(mri_scene, tiny_model_dir, tmp_path):
     """Contract check with InteractiveSession (tiny untrained network): clicks, undo, removal, finish."""
     from InteractiveAdaptLib.app.settings import ModuleSettings, open_session
-    from InteractiveAdaptLib.engine.clicks import Click
+    from InteractiveAdaptLib.interaction import Click
 
     session = open_session(
         ModuleSettings(site="Test site"), tmp_path / "store", tiny_model_dir, cuda_available=False
@@ -823,7 +820,7 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
 
 
 def _engine_click(kji, axis):
-    from InteractiveAdaptLib.engine.clicks import Click
+    from InteractiveAdaptLib.interaction import Click
 
     row, col = [int(kji[a]) for a in range(3) if a != axis]
     return Click(axis, int(kji[axis]), row, col, True)

@@ -25,9 +25,10 @@ from interactive_adapt_lab.data.datasets import Domain, load_domain, structure_o
 from interactive_adapt_lab.data.streams import STREAMS, Stream
 from interactive_adapt_lab.evaluation.simulated_user import evaluate
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
-from InteractiveAdaptLib.engine.clicks import Click, ClickMode, first_click, next_click
+from InteractiveAdaptLib.engine.click_simulation import ClickMode, first_click, next_click
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
+from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.model.base_model import BaseModel, load_base_model
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.store.site_store import SiteStore

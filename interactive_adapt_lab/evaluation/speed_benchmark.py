@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from InteractiveAdaptLib.engine.clicks import Click
 from InteractiveAdaptLib.engine.network import CONFIGS, build_network
+from InteractiveAdaptLib.interaction import Click
 
 SHAPE = (200, 256, 256)
 CLICKS_PER_CASE = 10

@@ -17,7 +17,8 @@ from tqdm import tqdm
 from interactive_adapt_lab.data.cases import Case, aal_targets_of_split, enumerate_cases, spread_order
 from interactive_adapt_lab.data.datasets import Domain, load_domain
 from interactive_adapt_lab.evaluation.simulated_user import evaluate
-from InteractiveAdaptLib.engine.clicks import ClickMode, error_clicks, first_click, guidance_maps, next_click
+from InteractiveAdaptLib.engine.click_simulation import ClickMode, error_clicks, first_click, next_click
+from InteractiveAdaptLib.engine.guidance import guidance_maps
 from InteractiveAdaptLib.engine.losses import SegmentationLoss
 from InteractiveAdaptLib.engine.network import CONFIGS, build_network
 from InteractiveAdaptLib.engine.predictor import Predictor

@@ -132,12 +132,6 @@ class Worker:
             return bool(self._pending)
 
     @property
-    def pending_count(self) -> int:
-        """Jobs queued or running."""
-        with self._lock:
-            return len(self._pending)
-
-    @property
     def current_description(self) -> str:
         """What the worker is doing now ('' when idle)."""
         with self._lock:

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from InteractiveAdaptLib.engine.clicks import Click
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.errors import InvalidClickError
+from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_volume
 from InteractiveAdaptLib.model.base_model import load_base_model
-from InteractiveAdaptLib.store.laterality import without_side
+from InteractiveAdaptLib.store.names import profile_name
 from InteractiveAdaptLib.store.site_store import SiteStore, default_store_root
 
 PLANE_AXES = {"K": 0, "J": 1, "I": 2, "axial": 0, "coronal": 1, "sagittal": 2}
@@ -52,7 +52,7 @@ def parse_clicks(path: Path) -> tuple[str, list[Click]]:
         row, col = (v for a, v in enumerate(kji) if a != axis)
         clicks.append(Click(axis, kji[axis], row, col, positive))
     # The same profile as the Slicer module would pick: left and right of a structure learn together.
-    return without_side(str(data.get("profile", "default"))), clicks
+    return profile_name(str(data.get("profile", "default"))), clicks
 
 
 def segment(

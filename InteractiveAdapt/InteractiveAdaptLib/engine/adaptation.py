@@ -12,7 +12,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from InteractiveAdaptLib.engine.clicks import error_clicks
+from InteractiveAdaptLib.engine.click_simulation import error_clicks
 from InteractiveAdaptLib.engine.losses import CCG_SIGMA_PX, SegmentationLoss
 from InteractiveAdaptLib.engine.predictor import ClickTuple, Predictor, PreparedSlice
 
@@ -70,11 +70,6 @@ class OnlineAdapter:
         self.optimizer.load_state_dict(state)
         for group in self.optimizer.param_groups:
             group["lr"], group["foreach"] = self.config.lr, True
-
-    def set_lr(self, lr: float) -> None:
-        self.config.lr = lr
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self, reuse: Snapshot | None = None) -> Snapshot:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from InteractiveAdaptLib.engine.clicks import first_click, next_click
+from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
 from InteractiveAdaptLib.errors import WeightsError
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from InteractiveAdaptLib.engine.clicks import GUIDANCE_SIGMA_PX, guidance_maps
+from InteractiveAdaptLib.engine.guidance import GUIDANCE_SIGMA_PX, guidance_maps
 
 ClickTuple = tuple[float, float, bool]  # (row, col, positive) in pixels
 

@@ -10,24 +10,25 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter, Snapshot
-from InteractiveAdaptLib.engine.clicks import Click
 from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
 from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.engine.normalization import normalize_intensity
 from InteractiveAdaptLib.engine.predictor import Predictor, PreparedSlice
 from InteractiveAdaptLib.engine.slicing import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.interaction import CaseSummary, Click, SliceKey, SlicePrediction
 from InteractiveAdaptLib.model.base_model import BaseModel, load_weights_into
-from InteractiveAdaptLib.store.names import suggest_name
+from InteractiveAdaptLib.store.names import profile_name
+from InteractiveAdaptLib.store.profile_store import ProfileStore, VersionInfo
+from InteractiveAdaptLib.store.site_store import SiteStore
 
 log = logging.getLogger(__name__)
-
-SliceKey = tuple[int, int]  # (axis, index)
 
 
 @dataclass
@@ -44,28 +45,6 @@ class SessionConfig:
 
 
 @dataclass
-class SlicePrediction:
-    """The mask now shown on one slice."""
-
-    axis: int
-    index: int
-    mask: np.ndarray  # uint8 0/1, the slice's own shape
-    latency_ms: float
-
-
-@dataclass
-class CaseSummary:
-    """What finishing a case did."""
-
-    slices_learned: int
-    clicks: int
-    steps_applied: int
-    learn_ms: float
-    version: int | None  # the site version saved, None when nothing was saved
-    guard_reverted: bool = False  # the forgetting guard undid this case's post-interaction update
-
-
-@dataclass
 class _UndoEntry:
     click: Click
     previous_mask: np.ndarray | None  # the slice's prediction before this click
@@ -79,7 +58,7 @@ class InteractiveSession:
         self,
         base: BaseModel,
         config: SessionConfig | None = None,
-        store=None,
+        store: SiteStore | None = None,
         site: str = "default",
         user: str | None = None,
     ):
@@ -106,14 +85,35 @@ class InteractiveSession:
         self._reset_case_state()
 
     # ------------------------------------------------------------------ profiles
-    def _profile_store(self, profile: str):
+    # Every door to a profile's weights and versions goes through profile_name(): a segment may be
+    # called anything ("Tumor #1", "Hippocampus (L)"), and saving, listing, rolling back and restarting
+    # must all reach the same folder.
+
+    @staticmethod
+    def profile_name(name: str) -> str:
+        """The learning profile a structure name maps to: its side dropped, made a safe name.
+
+        'Hippocampus (L)' -> 'Hippocampus', 'Tumor #1' -> 'Tumor 1'.
+        """
+        return profile_name(name)
+
+    def _profile_store(self, profile: str) -> ProfileStore | None:
         if self.store is None:
             return None
-        # A segment name may hold any character; the store gets a safe name close to it.
-        return self.store.profile(self.site, suggest_name(profile, "profile"), self.user)
+        return self.store.profile(self.site, profile_name(profile), self.user)
 
     def use_profile(self, profile: str) -> None:
-        """Load the weights of a learning profile (a new one starts from the base model)."""
+        """Load the weights of the learning profile of a structure name (a new one starts from the base).
+
+        Args:
+            profile: a structure or segment name; it maps to a profile with `profile_name`.
+
+        Raises:
+            IncompatibleBaseModelError: the profile's current version was learned from another base model.
+            WeightsError: the saved weights do not fit this network.
+            SiteStoreError: the site folder cannot be read or is locked by another program.
+        """
+        profile = profile_name(profile)
         if profile == self.profile:
             return
         if self.profile is not None and self.store is None:
@@ -136,15 +136,108 @@ class InteractiveSession:
         self.network.eval()
         self.profile = profile
 
+    def _reload_profile(self, profile: str) -> None:
+        """Load the profile's weights again if it is the one in use (after its current version changed)."""
+        profile = profile_name(profile)
+        if self.profile == profile:
+            self.profile = None
+            self.use_profile(profile)
+
     def restart_profile_from_base(self, profile: str) -> None:
         """After the user agreed: a profile adapted from an older base model starts again from the
-        shipped one (its old versions stay listed and exportable)."""
+        shipped one (its old versions stay listed and exportable).
+
+        Args:
+            profile: a structure or segment name (mapped with `profile_name`).
+
+        Raises:
+            SiteStoreError: the site folder cannot be written or is locked by another program.
+        """
+        profile = profile_name(profile)
         if self.store is not None:
             self._profile_store(profile).restart_from_base(self.base.sha256)
         self._memory_profiles.pop(profile, None)
         if self.profile == profile:
             self.profile = None
         self.use_profile(profile)
+
+    def saved_versions(self, profile: str) -> list[VersionInfo]:
+        """The saved versions of a profile that this base model can use, newest first.
+
+        Args:
+            profile: a structure or segment name (mapped with `profile_name`).
+
+        Returns:
+            Undamaged versions learned from the installed base model; empty without a store.
+
+        Raises:
+            SiteStoreError: the site folder cannot be read or is locked by another program.
+        """
+        store = self._profile_store(profile)
+        if store is None:
+            return []
+        return store.compatible_versions(self.base.sha256)[::-1]
+
+    def version_choices(self, profile: str) -> list[tuple[str, int]]:
+        """(label, version) for a version list: saved versions newest first, then the base model (0).
+
+        Raises:
+            SiteStoreError: as `saved_versions`.
+        """
+        choices = [
+            (f"Version {i.version} ({i.created[:10]}, {i.cases_learned} cases)", i.version)
+            for i in self.saved_versions(profile)
+        ]
+        return choices + [("Shipped base model", 0)]
+
+    def provenance(self, profile: str) -> str:
+        """One line for the clinician on where the weights of a profile come from.
+
+        Raises:
+            SiteStoreError: the site folder cannot be read or is locked by another program.
+        """
+        model = self.base.card.get("name") or self.base.directory.name
+        store = self._profile_store(profile)
+        info = store.current() if store is not None else None
+        if info is None:
+            return f"Shipped base model '{model}', not adapted to site '{self.site}' yet."
+        saved = info.created[:16].replace("T", " ")
+        return (
+            f"Version {info.version} of site '{self.site}', profile '{store.profile}': learned from "
+            f"{info.cases_learned} cases and {info.clicks_learned} clicks, saved {saved} UTC "
+            f"(adapted from '{model}')."
+        )
+
+    def rollback(self, profile: str, version: int) -> None:
+        """Make `version` (0 = the shipped base model) the one in use for a profile, and load it now.
+
+        Args:
+            profile: a structure or segment name (mapped with `profile_name`).
+            version: a version listed by `saved_versions`, or 0.
+
+        Raises:
+            CaseStateError: a case is open (finish or reset it first), or there is no site store.
+            SiteStoreError: no such version, the version is damaged, or the folder is locked.
+        """
+        if self.case_open:
+            raise CaseStateError("Finish or reset the case before changing the model version.")
+        store = self._profile_store(profile)
+        if store is None:
+            raise CaseStateError("This session keeps no site versions, so there is nothing to roll back.")
+        store.rollback(version)
+        self._reload_profile(profile)
+
+    def export_site(self, archive: str | Path) -> Path:
+        """Write every profile and version of this session's site into one .zip or .tar.gz.
+
+        Raises:
+            CaseStateError: there is no site store.
+            SiteStoreError: the site has nothing saved yet, the name does not end in .zip or .tar.gz,
+                or the file cannot be written (the site is unchanged).
+        """
+        if self.store is None:
+            raise CaseStateError("This session keeps no site versions, so there is nothing to export.")
+        return self.store.export_site(self.site, archive)
 
     # ------------------------------------------------------------------ case lifecycle
     def _reset_case_state(self) -> None:

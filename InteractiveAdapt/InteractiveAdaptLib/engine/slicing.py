@@ -1,4 +1,6 @@
-"""2D slices of a (K, J, I) volume: which axis is fixed, and the in-plane pixel spacing."""
+"""2D slices of a (K, J, I) volume: which axis is fixed, the voxel spacing and the in-plane pixel spacing.
+
+Torch-free: the scene adapter uses it too."""
 
 from __future__ import annotations
 
@@ -21,12 +23,10 @@ def extract_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
     return np.take(array, index, axis=axis)
 
 
-def slice_view(array: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """A writable view of one slice (np.take copies, basic indexing does not)."""
-    extract_slice(array, axis, index)  # validates
-    key = [slice(None)] * 3
-    key[axis] = index
-    return array[tuple(key)]
+def spacing_kji(ijk_to_ras: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm in array order (K, J, I) of a volume with this 4x4 IJK -> RAS matrix."""
+    i, j, k = np.linalg.norm(np.asarray(ijk_to_ras, dtype=float)[:3, :3], axis=0)
+    return (float(k), float(j), float(i))
 
 
 def in_plane_spacing(spacing_kji: tuple[float, float, float], axis: int) -> tuple[float, float]:

@@ -23,6 +23,9 @@ from InteractiveAdaptLib.io.dicom_multiframe import frame_geometry
 log = logging.getLogger(__name__)
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
+_IMAGE_TYPE = "0008|0008"  # read from every header: a Siemens mosaic says MOSAIC here
+# Siemens private tags: creator of block 0019,10xx and NumberOfImagesInMosaic in that block.
+_SIEMENS_CREATOR, _SIEMENS_HEADER, _IMAGES_IN_MOSAIC = "0019|0010", "SIEMENS MR HEADER", "0019|100a"
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,11 @@ class _Header:
     def frames(self) -> int:
         return self.size[2] if len(self.size) > 2 else 1
 
+    @property
+    def mosaic(self) -> bool:
+        """True for a Siemens mosaic: several slices tiled in one 2D image (ImageType holds MOSAIC)."""
+        return "MOSAIC" in (v.strip().upper() for v in self.tags.get(_IMAGE_TYPE, "").split("\\"))
+
     def numbers(self, tag: str) -> np.ndarray | None:
         text = self.tags.get(tag, "").strip()
         try:
@@ -95,10 +103,13 @@ def is_dicom_file(path: str | Path) -> bool:
     return sitk.ImageFileReader().GetImageIOFromFileName(str(path)) == "GDCMImageIO"
 
 
-def _read_header(path: Path, keys: Sequence[str] = ()) -> _Header:
+def _read_header(path: Path, keys: Sequence[str] = (), private: bool = False) -> _Header:
+    """The header of one file, with the tags `keys` and always the ImageType (private tags on request)."""
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")
     reader.SetFileName(str(path))
+    if private:
+        reader.LoadPrivateTagsOn()
     try:
         with _quiet_itk():
             reader.ReadImageInformation()
@@ -107,7 +118,7 @@ def _read_header(path: Path, keys: Sequence[str] = ()) -> _Header:
             f"'{path.name}' could not be read as DICOM ({_last_line(exc)}). The file is damaged or "
             "incomplete: copy or export it again."
         ) from exc
-    tags = {k: reader.GetMetaData(k) for k in keys if reader.HasMetaDataKey(k)}
+    tags = {k: reader.GetMetaData(k) for k in (_IMAGE_TYPE, *keys) if reader.HasMetaDataKey(k)}
     return _Header(path, tuple(reader.GetSize()), reader.GetNumberOfComponents(), tags)
 
 
@@ -186,6 +197,7 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
     what = f"The DICOM series {series.label}"
     keys = ("0020|0032", "0020|0037", "0028|1052", "0028|1053")
     headers = [_read_header(path, keys) for path in series.files]
+    _refuse_mosaic(headers, f"{what} is")
     _check_same(headers, what)
     positions = [h.numbers("0020|0032") for h in headers]
     orientations = [h.numbers("0020|0037") for h in headers]
@@ -221,6 +233,42 @@ def read_dicom_series(series: SeriesInfo) -> sitk.Image:
     return image
 
 
+def _mosaic_slices(header: _Header) -> int | None:
+    """Slices tiled in the image of a mosaic file, from Siemens' NumberOfImagesInMosaic; None if unknown."""
+    tags = _read_header(header.path, (_SIEMENS_CREATOR, _IMAGES_IN_MOSAIC), private=True).tags
+    if tags.get(_SIEMENS_CREATOR, "").strip().upper() != _SIEMENS_HEADER:
+        return None  # private tags removed (e.g. by anonymisation) or written by another vendor
+    text = tags.get(_IMAGES_IN_MOSAIC, "").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _refuse_mosaic(headers: Sequence[_Header], subject: str) -> None:
+    """Refuse Siemens mosaic files, which GDCM would read as one (huge) slice each: a wrong volume.
+
+    `subject` starts the message and ends with its verb ("The DICOM series ... is").
+    """
+    mosaic = next((h for h in headers if h.mosaic), None)
+    if mosaic is None:
+        return
+    slices = _mosaic_slices(mosaic)
+    if slices == 1:
+        return  # a one-tile "mosaic" is an ordinary 2D image
+    count = f"{slices} slices" if slices else "several slices"
+    volumes = (
+        f" Its {len(headers)} files are {len(headers)} volumes (time points or diffusion directions), so "
+        "the NIfTI file will be 4D: keep from it the one 3D volume to segment."
+        if len(headers) > 1
+        else ""
+    )
+    raise ImageReadError(
+        f"{subject} a Siemens mosaic series (EPI, diffusion or perfusion): each file holds {count} tiled "
+        "in one image. InteractiveAdapt cannot read it as a 3D volume. Convert it to NIfTI first, e.g. "
+        'with dcm2niix, or in 3D Slicer with the DICOM module and the "DICOM Diffusion Volume Plugin" '
+        "(SlicerDMRI extension) or the dcm2niix plugin (SlicerDcm2nii extension), saving the loaded volume "
+        f"as NIfTI; then open the NIfTI file (.nii or .nii.gz).{volumes}"
+    )
+
+
 def _check_same(headers: Sequence[_Header], what: str) -> None:
     if any(h.components != 1 for h in headers):
         raise ImageReadError(f"{what} is in colour (RGB); InteractiveAdapt needs a grey-scale MRI series.")
@@ -240,6 +288,7 @@ def read_dicom_file(path: str | Path) -> sitk.Image:
     """Read one DICOM file that holds a 3D volume (enhanced multi-frame MR); 2D images are refused."""
     path = Path(path)
     header = _read_header(path, ("0008|0016",))
+    _refuse_mosaic([header], f"The DICOM file '{path.name}' is part of")
     if header.components != 1:
         raise ImageReadError(
             f"'{path.name}' is a colour (RGB) DICOM image; InteractiveAdapt needs a grey-scale MRI volume."

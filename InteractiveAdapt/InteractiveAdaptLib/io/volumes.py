@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from InteractiveAdaptLib.engine.slicing import spacing_kji
 from InteractiveAdaptLib.errors import ImageReadError
 from InteractiveAdaptLib.io import dicom_reading, dicom_writing
 from InteractiveAdaptLib.io.dicom_reading import MultipleSeriesError, SeriesInfo, list_dicom_series
@@ -46,8 +47,7 @@ class Volume:
     @property
     def spacing_kji(self) -> tuple[float, float, float]:
         """Voxel size in mm, in array axis order (K, J, I)."""
-        i, j, k = np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
-        return (float(k), float(j), float(i))
+        return spacing_kji(self.ijk_to_ras)
 
 
 def volume_from_sitk(image: sitk.Image) -> Volume:

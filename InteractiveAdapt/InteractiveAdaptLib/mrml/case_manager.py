@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from InteractiveAdaptLib.errors import CaseStateError
+from InteractiveAdaptLib.interaction import CaseSession
 from InteractiveAdaptLib.mrml.click_controller import ClickController, ErrorCallback, StatusCallback
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
 from InteractiveAdaptLib.mrml.segments import (
@@ -53,10 +54,10 @@ def prepare_case_nodes(
 class CaseManager:
     """The module's current case: one engine session (reopened when the settings change) and one controller."""
 
-    def __init__(self, executor: Any, open_session: Callable[[Any], Any]) -> None:
+    def __init__(self, executor: Any, open_session: Callable[[Any], CaseSession]) -> None:
         self.executor = executor
         self._open_session = open_session
-        self.session: Any = None
+        self.session: CaseSession | None = None
         self.session_settings: Any = None
         self.controller: ClickController | None = None
         self.profile: str | None = None
@@ -87,9 +88,7 @@ class CaseManager:
             return
         self.close(learn=False)
         self.profile = segment_profile(nodes.segmentation, nodes.segment_id)
-        if self.session is None or self.session_settings != settings:
-            self.session = self._open_session(settings)
-            self.session_settings = copy.copy(settings)
+        self.session_for(settings)
         self.controller = ClickController(
             self.session,
             self.executor,
@@ -104,6 +103,13 @@ class CaseManager:
             **controller_options,
         )
         self.controller.start_case()
+
+    def session_for(self, settings: Any) -> CaseSession:
+        """The engine session for `settings`, opened again only when they changed."""
+        if self.session is None or self.session_settings != settings:
+            self.session = self._open_session(settings)
+            self.session_settings = copy.copy(settings)
+        return self.session
 
     def restart_profile_from_base(self) -> None:
         """After the user agreed: the case's profile, learned from another base model, starts again from

@@ -14,6 +14,7 @@ import vtk
 from vtkmodules.util.misc import calldata_type
 
 from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError
+from InteractiveAdaptLib.interaction import CaseSession, Click, SliceKey, SlicePrediction
 from InteractiveAdaptLib.mrml.markups import style_click_node
 from InteractiveAdaptLib.mrml.segments import (
     prepare_segmentation,
@@ -33,20 +34,11 @@ from InteractiveAdaptLib.mrml.volume import volume_array, volume_geometry
 log = logging.getLogger(__name__)
 
 
-def default_click_factory() -> Callable[..., Any]:
-    """The engine's Click class (imported on first use)."""
-    from InteractiveAdaptLib.engine.clicks import (
-        Click,  # the engine's; imported late so the adapter loads without torch
-    )
-
-    return Click
-
-
 @dataclass
 class ClickRecord:
     """One click of the current case, as the scene knows it."""
 
-    click: Any
+    click: Click
     node: Any
     point_id: str
     snapshot: np.ndarray | None = None  # the slice just before this click's prediction was written
@@ -54,12 +46,12 @@ class ClickRecord:
     applied: bool = False
 
     @property
-    def slice_key(self) -> tuple[int, int]:
+    def slice_key(self) -> SliceKey:
         """(axis, index) of the slice the click is on."""
-        return (int(self.click.axis), int(self.click.index))
+        return self.click.slice_key
 
 
-def _session_index(clicks: list[Any], click: Any) -> int | None:
+def _session_index(clicks: list[Click], click: Click) -> int | None:
     for n in range(len(clicks) - 1, -1, -1):
         if clicks[n] is click:
             return n
@@ -85,7 +77,7 @@ class ClickController(slicer.util.VTKObservationMixin):
 
     def __init__(
         self,
-        session: Any,
+        session: CaseSession,
         executor: Any,
         volume_node: Any,
         segmentation_node: Any,
@@ -93,7 +85,6 @@ class ClickController(slicer.util.VTKObservationMixin):
         positive_node: Any,
         negative_node: Any,
         profile: str = "",
-        click_factory: Callable[..., Any] | None = None,
         on_error: ErrorCallback | None = None,
         on_status: StatusCallback | None = None,
         resolve_slice_node: Callable[[Any], Any] | None = None,
@@ -110,7 +101,6 @@ class ClickController(slicer.util.VTKObservationMixin):
         prepare_segmentation(segmentation_node, volume_node)
         segment_or_error(segmentation_node, segment_id)
         self.profile = profile or segment_profile(segmentation_node, segment_id)
-        self._click_factory = click_factory
         self._on_error = on_error or (lambda error, tb: log.error("%s", error))
         self._on_status = on_status or (lambda text: log.info("%s", text))
         scene = volume_node.GetScene()
@@ -164,7 +154,7 @@ class ClickController(slicer.util.VTKObservationMixin):
 
     def _reset_session(self) -> None:
         """Worker thread: reset the session's case, unless its start was cancelled."""
-        if getattr(self.session, "case_open", True):
+        if self.session.case_open:
             self.session.reset_case()
 
     def accepted_masks(self) -> dict[tuple[int, int], np.ndarray]:
@@ -199,11 +189,6 @@ class ClickController(slicer.util.VTKObservationMixin):
         """True from start_case (or the first click) until finish_case."""
         return self._started
 
-    @property
-    def edited_slices(self) -> list[tuple[int, int]]:
-        """(axis, index) of the slices that carry clicks now."""
-        return sorted({record.slice_key for record in self.records})
-
     # ------------------------------------------------------------ markups events
 
     @calldata_type(vtk.VTK_INT)
@@ -216,9 +201,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         try:
             axis = slice_axis(self._resolve(ras), self.geometry)
             slice_index, row, col = ras_to_slice_pixel(ras, self.geometry, axis)
-            click = (self._click_factory or default_click_factory())(
-                axis=axis, index=slice_index, row=row, col=col, positive=positive
-            )
+            click = Click(axis=axis, index=slice_index, row=row, col=col, positive=positive)
         except InteractiveAdaptError as error:
             self._remove_point(caller, point_id)
             self._on_error(error, "")
@@ -295,7 +278,7 @@ class ClickController(slicer.util.VTKObservationMixin):
             on_done=functools.partial(self._on_dropped, record, later_same_slice),
         )
 
-    def _drop_from_session(self, click: Any) -> tuple[str, Any]:
+    def _drop_from_session(self, click: Click) -> tuple[str, SlicePrediction | None]:
         """Worker thread: undo the click if it is the session's last, else remove it."""
         clicks = list(self.session.clicks)
         n = _session_index(clicks, click)

@@ -12,7 +12,7 @@ from vtkmodules.util import numpy_support
 
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.mrml.volume import VolumeGeometry, array_to_matrix, node_name
-from InteractiveAdaptLib.store.laterality import without_side
+from InteractiveAdaptLib.store.names import profile_name
 
 GENERIC_TERMINOLOGY_TYPES = {"", "tissue"}
 _BINARY_LABELMAP = "Binary labelmap"
@@ -61,8 +61,8 @@ def prepare_segmentation(segmentation_node: Any, volume_node: Any) -> None:
 
 
 def segment_profile(segmentation_node: Any, segment_id: str) -> str:
-    """The learning profile of a segment: its terminology type (e.g. 'Brain'), else its name; without
-    the side, so 'Hippocampus' left and right learn together (see laterality.py)."""
+    """The learning profile of a segment: its terminology type (e.g. 'Brain'), else its name, mapped by
+    the engine's one profile rule (store/names.py: the side dropped, a safe name)."""
     segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
     if segment is None:
         raise CaseStateError("The selected segment no longer exists. Select or add a segment.")
@@ -72,8 +72,8 @@ def segment_profile(segmentation_node: Any, segment_id: str) -> str:
         kind = meaning(fields[2]) if len(fields) > 2 else ""
         modifier = meaning(fields[3]) if len(fields) > 3 else ""
         if kind.lower() not in GENERIC_TERMINOLOGY_TYPES:
-            return without_side(f"{kind} {modifier}")  # without_side strips an empty modifier's space
-    return without_side(segment.GetName()) or segment_id
+            return profile_name(f"{kind} {modifier}")
+    return profile_name(segment.GetName() or segment_id)
 
 
 def segment_or_error(segmentation_node: Any, segment_id: str) -> Any:

@@ -9,6 +9,7 @@ import numpy as np
 import vtk
 from vtkmodules.util import numpy_support
 
+from InteractiveAdaptLib.engine.slicing import spacing_kji
 from InteractiveAdaptLib.errors import CaseStateError, ImageReadError
 
 
@@ -23,8 +24,7 @@ class VolumeGeometry:
     @property
     def spacing_kji(self) -> tuple[float, float, float]:
         """Voxel size in mm in array order (K, J, I)."""
-        i, j, k = np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0)
-        return (float(k), float(j), float(i))
+        return spacing_kji(self.ijk_to_ras)
 
     def slice_shape(self, axis: int) -> tuple[int, int]:
         """Shape of `np.take(array, index, axis)`."""

@@ -1,13 +1,12 @@
-"""Site, user and profile names: what a name may be, the folder it lives in, a safe name from free text."""
+"""Site, user and profile names: what a name may be, the folder it lives in, a safe name from free
+text, and the one rule that maps a structure name to its learning profile."""
 
 from __future__ import annotations
 
-import logging
 import unicodedata
 
 from InteractiveAdaptLib.errors import SiteStoreError
-
-log = logging.getLogger(__name__)
+from InteractiveAdaptLib.store.laterality import without_side
 
 MAX_NAME_LENGTH = 64
 _RESERVED = {"con", "prn", "aux", "nul"} | {f"{d}{i}" for d in ("com", "lpt") for i in range(10)}
@@ -54,3 +53,10 @@ def suggest_name(text: str, kind: str = "profile") -> str:
 def folder_name(name: str) -> str:
     """The folder of a checked name: names differing only in case or space/underscore share it."""
     return name.casefold().replace(" ", "_")
+
+
+def profile_name(structure: str) -> str:
+    """The learning profile of a structure or segment name: the side dropped (left and right learn
+    together), then made a valid name. Every door to a profile goes through this one rule."""
+    # Safe characters first, so that a side in brackets ("Hippocampus (L)") is a word of its own.
+    return suggest_name(without_side(suggest_name(str(structure), "profile")), "profile")

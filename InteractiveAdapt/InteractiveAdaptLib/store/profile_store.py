@@ -28,11 +28,23 @@ from InteractiveAdaptLib.model.checkpoint import atomic_write_bytes, load_state,
 
 log = logging.getLogger(__name__)
 
-log = logging.getLogger(__name__)
-
 FORMAT = 1
+# The file names of a profile folder: this module owns them (the site store and the tools ask here).
+MANIFEST_FILE = "manifest.json"
 VERSION_FILE = re.compile(r"^v(\d{6,})\.pt$")
 _OPTIMIZER_FILE = re.compile(r"^v(\d{6,})\.optim\.pt$")
+
+
+def version_file(version: int) -> str:
+    """The weights file of `version` (v000001.pt, ...)."""
+    return f"v{version:06d}.pt"
+
+
+def optimizer_file(version: int) -> str:
+    """The optimizer-state file of `version` (v000001.optim.pt, ...)."""
+    return f"v{version:06d}.optim.pt"
+
+
 # Metadata a version file carries about itself (the rest is manifest state).
 _FILE_KEYS = ("version", "parent", "base_sha256", "created", "cases_learned", "clicks_learned")
 _FILE_KEYS += ("metrics", "note", "optimizer_sha256")
@@ -79,11 +91,11 @@ class VersionInfo:
 
     @property
     def file(self) -> str:
-        return f"v{self.version:06d}.pt"
+        return version_file(self.version)
 
     @property
     def optimizer_file(self) -> str:
-        return f"v{self.version:06d}.optim.pt"
+        return optimizer_file(self.version)
 
     @property
     def has_optimizer(self) -> bool:
@@ -154,9 +166,9 @@ class ProfileStore:
         with self._opened() as m:
             return m.versions.get(m.current)
 
-    def compatible_versions(self, base_sha256: str) -> list[int]:
-        """Versions adapted from the base model with this sha256."""
-        return [i.version for i in self.versions() if i.base_sha256 == base_sha256 and not i.damaged]
+    def compatible_versions(self, base_sha256: str) -> list[VersionInfo]:
+        """Undamaged versions adapted from the base model with this sha256, oldest first."""
+        return [i for i in self.versions() if i.base_sha256 == base_sha256 and not i.damaged]
 
     def load(self, base_sha256: str, version: int | None = None) -> LoadedVersion | None:
         """Weights of `version` (default: current, falling back past damaged files); None = base model."""
@@ -321,6 +333,29 @@ class ProfileStore:
         shutil.rmtree(trash, ignore_errors=True)
         log.info("Deleted %s", self.label)
 
+    @contextlib.contextmanager
+    def consistent_files(self) -> Iterator[list[Path]]:
+        """The profile's files (manifest and versions), held unchanged until the block ends.
+
+        Raises:
+            SiteStoreError: another program is changing the profile (the lock did not come in time).
+        """
+        with self._locked():
+            self._open()  # repairs an interrupted write first, so the copy is a clean one
+            yield [self.path / n for n in sorted(os.listdir(self.path)) if not n.startswith(".")]
+
+    def damage(self) -> str:
+        """What is wrong with the profile's files as they are (checked without repairing): "" when
+        the manifest parses and every listed version matches its checksum."""
+        try:
+            m = self._parse_manifest(json.loads((self.path / MANIFEST_FILE).read_bytes()))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+            return f"the version list of {self.label} is missing or damaged"
+        for info in m.versions.values():
+            if not info.damaged and self._read_weights(info)[1]:
+                return f"version {info.version} of {self.label} does not match its checksum"
+        return ""
+
     # ---------------------------------------------------------------- internals
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -347,7 +382,7 @@ class ProfileStore:
 
     def _open(self) -> _Manifest:
         """Read the manifest and repair what an interrupted write or a damaged file left (lock held)."""
-        path = self.path / "manifest.json"
+        path = self.path / MANIFEST_FILE
         names = set(os.listdir(self.path))
         m, rebuild = None, False
         if path.exists():
@@ -381,7 +416,7 @@ class ProfileStore:
             if v in m.versions:
                 continue
             if v <= m.last_version:  # pruned from the manifest, then interrupted before the file went
-                (self.path / f"v{v:06d}.pt").unlink(missing_ok=True)
+                (self.path / version_file(v)).unlink(missing_ok=True)
                 continue
             m.versions[v] = info = self._info_from_file(v)
             if not info.damaged:
@@ -421,10 +456,10 @@ class ProfileStore:
         data = {"format": FORMAT, "site": self.site, "user": self.user, "profile": m.profile}
         data |= {"current": m.current, "last_version": m.last_version}
         data["versions"] = [asdict(m.versions[v]) for v in sorted(m.versions)]
-        atomic_write_bytes(self.path / "manifest.json", json_bytes(data))
+        atomic_write_bytes(self.path / MANIFEST_FILE, json_bytes(data))
 
     def _info_from_file(self, version: int) -> VersionInfo:
-        path = self.path / f"v{version:06d}.pt"
+        path = self.path / version_file(version)
         try:
             info = VersionInfo.from_dict(load_state(path)["info"])
             if info.version != version:
@@ -516,8 +551,8 @@ class ProfileStore:
             info.optimizer_sha256 = ""
         self._write_manifest(m)  # index first: a crash now leaves only files that _open removes
         for v in removed:
-            (self.path / f"v{v:06d}.pt").unlink(missing_ok=True)
-            (self.path / f"v{v:06d}.optim.pt").unlink(missing_ok=True)
+            (self.path / version_file(v)).unlink(missing_ok=True)
+            (self.path / optimizer_file(v)).unlink(missing_ok=True)
         for info in stale:
             (self.path / info.optimizer_file).unlink(missing_ok=True)
         if removed:
@@ -542,5 +577,10 @@ class ProfileStore:
         )
 
 
+def profile_name_in(folder: Path) -> str:
+    """The profile name as typed, from a profile folder's manifest (the folder name if unreadable)."""
+    return read_name(folder / MANIFEST_FILE, folder.name, "profile")
+
+
 def holds_versions(folder: Path) -> bool:
-    return folder.is_dir() and any(n == "manifest.json" or VERSION_FILE.match(n) for n in os.listdir(folder))
+    return folder.is_dir() and any(n == MANIFEST_FILE or VERSION_FILE.match(n) for n in os.listdir(folder))

@@ -31,14 +31,14 @@ from InteractiveAdaptLib.store.archive import EXPORT_INFO, archive_kind, archive
 from InteractiveAdaptLib.store.names import check_name, folder_name
 from InteractiveAdaptLib.store.profile_store import (
     FORMAT,
+    MANIFEST_FILE,
     ProfileStore,
     holds_versions,
     json_bytes,
+    profile_name_in,
     read_name,
     utc_now,
 )
-
-log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,6 @@ class SiteStore:
         dirs = [d for d in self.root.iterdir() if not d.name.startswith(".") and (d / "site.json").is_file()]
         return sorted((read_name(d / "site.json", d.name) for d in dirs), key=str.casefold)
 
-    def has_site(self, site: str) -> bool:
-        return (self.root / folder_name(check_name(site, "site")) / "site.json").is_file()
-
     def users(self, site: str) -> list[str]:
         """Users of `site` that have profiles of their own."""
         users = self.root / folder_name(check_name(site, "site")) / "users"
@@ -78,7 +75,7 @@ class SiteStore:
         if user is not None:
             base = base / "users" / folder_name(check_name(user, "user"))
         dirs = _profile_dirs(base)
-        return sorted((read_name(d / "manifest.json", d.name, "profile") for d in dirs), key=str.casefold)
+        return sorted((profile_name_in(d) for d in dirs), key=str.casefold)
 
     def profile(self, site: str, profile: str, user: str | None = None) -> ProfileStore:
         """The store of one profile; nothing is written before its first save."""
@@ -91,7 +88,7 @@ class SiteStore:
             user = read_name(base / "user.json", check_name(user, "user"))
             markers.append((base / "user.json", user))
         path = base / "profiles" / folder_name(profile)
-        profile = read_name(path / "manifest.json", profile, "profile")
+        profile = read_name(path / MANIFEST_FILE, profile, "profile")
         return ProfileStore(
             path,
             site=site,
@@ -120,12 +117,10 @@ class SiteStore:
                 for user_json in sorted(site_dir.glob("users/*/user.json")):
                     add(f"site/{user_json.relative_to(site_dir).as_posix()}", user_json)
                 for store in self._stores(site_dir, name):
-                    with store._locked():  # a consistent copy: no save can happen meanwhile
-                        store._open()
+                    with store.consistent_files() as files:  # no save can happen meanwhile
                         rel = store.path.relative_to(site_dir).as_posix()
-                        for n in sorted(os.listdir(store.path)):
-                            if not n.startswith("."):
-                                add(f"site/{rel}/{n}", store.path / n)
+                        for path in files:
+                            add(f"site/{rel}/{path.name}", path)
             os.replace(tmp, archive)
         except OSError as exc:
             raise SiteStoreError(
@@ -219,7 +214,7 @@ class SiteStore:
         ]
         for base, user in bases:
             for d in _profile_dirs(base):
-                profile = read_name(d / "manifest.json", d.name, "profile")
+                profile = profile_name_in(d)
                 yield ProfileStore(d, site=site, profile=profile, user=user, keep_last=self.keep_last)
 
     def _verify_tree(self, tree: Path, site: str, archive: str) -> None:
@@ -232,14 +227,9 @@ class SiteStore:
             if folder_name(check_name(store.profile, "profile")) != store.path.name:
                 problem = f"the profile folder '{store.path.name}' does not match its name"
                 break
-            try:
-                m = store._parse_manifest(json.loads((store.path / "manifest.json").read_bytes()))
-            except (OSError, ValueError, TypeError, KeyError, AttributeError):
-                problem = f"the version list of {store.label} is missing or damaged"
+            problem = store.damage() or problem
+            if problem:
                 break
-            for info in m.versions.values():
-                if not info.damaged and store._read_weights(info)[1]:
-                    problem = f"version {info.version} of {store.label} does not match its checksum"
         if problem:
             raise SiteStoreError(f"The archive {archive} is damaged: {problem}. Nothing was imported.")
 

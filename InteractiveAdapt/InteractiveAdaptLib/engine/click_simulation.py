@@ -1,59 +1,15 @@
-"""Clicks: guidance maps for the network and the simulated user of training and evaluation."""
+"""The simulated user of training, evaluation and post-interaction learning: where the next click goes.
+
+The first click lands in the largest component of the target; each next one in the largest error
+region (a false negative gives a positive click, a false positive a negative one), docs/method.md.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-import torch
 from scipy import ndimage
-
-GUIDANCE_SIGMA_PX = 5.0  # METHOD.md: each click is a Gaussian with sigma 5 px
-
-
-@dataclass(frozen=True)
-class Click:
-    """One click on a slice of a (K, J, I) volume."""
-
-    axis: int  # array axis held fixed by the slice (0 = K, 1 = J, 2 = I)
-    index: int  # slice index along that axis
-    row: int  # pixel row in np.take(volume, index, axis)
-    col: int  # pixel column in that slice
-    positive: bool
-
-
-def guidance_maps(
-    clicks: list[tuple[float, float, bool]],
-    shape: tuple[int, int],
-    sigma: float = GUIDANCE_SIGMA_PX,
-    device: torch.device | str = "cpu",
-) -> torch.Tensor:
-    """(2, H, W) positive/negative maps: a Gaussian per click, summed, min-max normalised to [0, 1].
-
-    `clicks` are (row, col, positive) in pixel coordinates of `shape` (floats allowed, so a click
-    keeps its true position after in-plane resampling).
-    """
-    h, w = shape
-    maps = torch.zeros(2, h, w, device=device)
-    if clicks:
-        # The 2D Gaussian is separable: exp(-(dr^2 + dc^2)/2s^2) = exp(-dr^2/2s^2) * exp(-dc^2/2s^2), so
-        # the sum over a channel's clicks is one (H x n) @ (n x W) product instead of n full-size exps.
-        at = torch.tensor([(r, c) for r, c, _ in clicks], device=device, dtype=torch.float32)
-        positive = torch.tensor([bool(p) for _, _, p in clicks], device=device)
-        rows = torch.arange(h, device=device, dtype=torch.float32)
-        cols = torch.arange(w, device=device, dtype=torch.float32)
-        along_rows = torch.exp(-((rows[None, :] - at[:, :1]) ** 2) / (2 * sigma**2))  # (n, H)
-        along_cols = torch.exp(-((cols[None, :] - at[:, 1:]) ** 2) / (2 * sigma**2))  # (n, W)
-        for channel, chosen in ((0, positive), (1, ~positive)):
-            if chosen.any():
-                maps[channel] = along_rows[chosen].T @ along_cols[chosen]
-    for c in range(2):
-        lo, hi = maps[c].min(), maps[c].max()
-        if hi > lo:
-            maps[c] = (maps[c] - lo) / (hi - lo)
-    return maps
-
 
 ClickMode = Literal["random", "center"]
 
