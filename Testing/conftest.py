@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-# Before VTK creates its first render window / before PySide6 starts (see SLICER_TESTING.md).
+# Before VTK creates its first render window / before PySide6 starts: offscreen Mesa EGL, no X server.
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

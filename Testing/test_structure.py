@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import io
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tokenize
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -415,7 +417,9 @@ def test_only_the_mrml_package_touches_slicer_and_nothing_in_the_engine_touches_
                     problems.append(
                         f"{path.name}:{node.lineno} uses {ast.unparse(node)} (needs the Slicer GUI)"
                     )
-    assert not problems, "layer rule broken (DESIGN.md): " + "; ".join(problems)
+    assert not problems, (
+        "layer rule broken (only mrml/ may use slicer/vtk, nothing may use Qt): " + "; ".join(problems)
+    )
 
 
 def test_nothing_slicer_installs_imports_the_developer_package():
@@ -534,3 +538,39 @@ def test_readme_result_tables_are_the_generated_ones():
         text=True,
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def comments_and_docstrings(path: Path) -> list[tuple[int, str]]:
+    """(line, text) of the comments of a source file, and of the docstrings of a Python one."""
+    text = path.read_text(errors="replace")
+    if path.suffix != ".py":
+        return [(n, line) for n, line in enumerate(text.splitlines(), start=1) if "#" in line]
+    found = [
+        (tok.start[0], tok.string)
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline)
+        if tok.type == tokenize.COMMENT
+    ]
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node)
+            if doc:
+                found.append((node.body[0].lineno, doc))
+    return found
+
+
+def test_code_names_only_documents_of_this_repository():
+    """A comment pointing at notes outside the repository leaves the reader with nothing to open."""
+    files = project_files(REPO)
+    paths = {p.relative_to(REPO).as_posix() for p in files}
+    mention = re.compile(r"[\w./-]*[\w-]+\.md\b")
+    sources = [p for p in files if p.suffix in (".py", ".sh", ".txt", ".cmake") or p.name == "CMakeLists.txt"]
+    missing = []
+    for path in sources:
+        for line, text in comments_and_docstrings(path):
+            for name in mention.findall(text):
+                name = name.lstrip("./")
+                if not any(p == name or p.endswith("/" + name) for p in paths):
+                    missing.append(f"{path.relative_to(REPO)}:{line} names {name}")
+    assert sources and not missing, (
+        "restate what the reader needs in the repository (e.g. docs/method.md): " + "; ".join(missing)
+    )

@@ -5,9 +5,9 @@ negative).
 Nothing is drawn by hand: Colin27 (a real T1 MRI) is loaded with Slicer's own volume reader into an
 offscreen trame-slicer Red (axial) view, the clicks are real left mouse clicks in that view, and the module's
 path (CaseManager -> ClickController -> Worker -> InteractiveSession) writes the segment, exactly as in
-Slicer. The clicks go where the simulated user of clicks.py (centre mode) puts them: the first in the
-middle of the structure, each next one in the middle of the largest error. Learning goes to a temporary
-site store, so the screenshot changes no site weights.
+Slicer. The clicks go where the simulated user of engine/click_simulation.py (centre mode) puts them:
+the first in the middle of the structure, each next one in the middle of the largest error. Learning
+goes to a temporary site store, so the screenshot changes no site weights.
 
     .venv/bin/python scripts/render_screenshot.py \
         --model models/colin27-unet-default --output Resources/Screenshot.png
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-# Before VTK creates its first render window: offscreen Mesa EGL, no X server (SLICER_TESTING.md).
+# Before VTK creates its first render window: offscreen Mesa EGL, no X server.
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 
 import argparse  # noqa: E402

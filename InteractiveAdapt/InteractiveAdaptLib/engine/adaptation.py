@@ -1,5 +1,6 @@
-"""Online adaptation (METHOD.md): one Adam optimiser for the whole stream; mid-interaction (MI) and
-post-interaction (PI) steps with DF + 200 * CCG; guards against non-finite steps; weight snapshots."""
+"""Online adaptation (docs/method.md, section 5): one Adam optimiser for the whole stream;
+mid-interaction (MI) and post-interaction (PI) steps with DF + w * CCG (the paper uses w = 200, the
+product's default `ccg_weight` is 50); guards against non-finite steps; weight snapshots."""
 
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 class AdaptationConfig:
     """How the network learns online. Defaults are the product's (see benchmarks/results)."""
 
-    lr: float = 5e-5  # METHOD.md: 5e-5 for brain MRI
+    lr: float = 5e-5  # docs/method.md: the paper's 5e-5 for brain MRI
     # The paper's MI and PI use 200 (as in pre-training). At 50 the benchmark needed fewer clicks to
-    # 80 % on 8 of its 10 streams, at most 0.1 click more on the others (adaptation.md: 'profiles' = 200).
+    # 80 % on 8 of its 10 streams, at most 0.1 click more on the others
+    # (benchmarks/results/adaptation.md: 'profiles' = 200).
     ccg_weight: float = 50.0
     ccg_sigma: float = CCG_SIGMA_PX
     mid_interaction: bool = True

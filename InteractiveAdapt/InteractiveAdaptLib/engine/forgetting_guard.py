@@ -1,6 +1,6 @@
 """Optional forgetting guard: a few held-out source slices with fixed clicks, scored before and after a
-post-interaction update; a drop beyond the threshold reverts that update (METHOD.md names no such guard:
-it is an open gap a product has to handle)."""
+post-interaction update; a drop beyond the threshold reverts that update (the paper has no such guard:
+it is an open gap a product has to handle; docs/method.md lists it among the product's departures)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Losses of METHOD.md: DF (0.7 focal + 0.3 Dice) and the Click-Centered Gaussian loss (CCG)."""
+"""Losses of docs/method.md (section 4): DF (0.7 focal + 0.3 Dice) and the Click-Centered Gaussian
+loss (CCG)."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SessionConfig:
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
-    undo_depth: int = 8  # weight snapshots kept for undo in the current case (bounded memory)
+    undo_depth: int = 8  # weight snapshots kept for undo (bounded memory); deeper undos replay MI steps
     autosave: bool = True
     target_spacing_mm: float = 1.0
     device: str = "cpu"
@@ -45,10 +45,20 @@ class SessionConfig:
 
 
 @dataclass
+class _MIStep:
+    """One mid-interaction step of the open case: enough to run it again from the weights before it."""
+
+    key: SliceKey
+    previous: list[tuple[float, float, bool]]  # the slice's clicks before the newest one
+    newest: tuple[float, float, bool]
+
+
+@dataclass
 class _UndoEntry:
     click: Click
     previous_mask: np.ndarray | None  # the slice's prediction before this click
-    weights: Snapshot | None = None  # taken right before this click's MI step, if one ran
+    weights: Snapshot | None = None  # taken right before this click's MI step (dropped past undo_depth)
+    step: _MIStep | None = None  # this click's MI step, once it ran
 
 
 class InteractiveSession:
@@ -62,6 +72,12 @@ class InteractiveSession:
         site: str = "default",
         user: str | None = None,
     ):
+        """A session on a base model; with no `store`, learned weights live in memory only.
+
+        Raises:
+            WeightsError: `config.forgetting_guard` is on and the model's guard_slices.npz is missing or
+                damaged.
+        """
         self.base = base
         self.config = config or SessionConfig()
         self.store, self.site, self.user = store, site, user
@@ -109,9 +125,12 @@ class InteractiveSession:
             profile: a structure or segment name; it maps to a profile with `profile_name`.
 
         Raises:
-            IncompatibleBaseModelError: the profile's current version was learned from another base model.
-            WeightsError: the saved weights do not fit this network.
-            SiteStoreError: the site folder cannot be read or is locked by another program.
+            IncompatibleBaseModelError: the profile's current version (or the one it falls back to past
+                damaged files) was learned from another base model.
+            WeightsError: the saved weights do not fit this network, or (a profile that starts from the
+                base) the shipped weight file is missing, damaged or made for another network.
+            SiteStoreError: another program holds the profile's lock past the timeout, or the
+                session's site or user name is invalid.
         """
         profile = profile_name(profile)
         if profile == self.profile:
@@ -151,7 +170,9 @@ class InteractiveSession:
             profile: a structure or segment name (mapped with `profile_name`).
 
         Raises:
-            SiteStoreError: the site folder cannot be written or is locked by another program.
+            WeightsError: the shipped weight file is missing, damaged or made for another network.
+            SiteStoreError: another program holds the profile's lock past the timeout, or the
+                session's site or user name is invalid.
         """
         profile = profile_name(profile)
         if self.store is not None:
@@ -171,7 +192,8 @@ class InteractiveSession:
             Undamaged versions learned from the installed base model; empty without a store.
 
         Raises:
-            SiteStoreError: the site folder cannot be read or is locked by another program.
+            SiteStoreError: another program holds the profile's lock past the timeout, or the
+                session's site or user name is invalid.
         """
         store = self._profile_store(profile)
         if store is None:
@@ -179,7 +201,10 @@ class InteractiveSession:
         return store.compatible_versions(self.base.sha256)[::-1]
 
     def version_choices(self, profile: str) -> list[tuple[str, int]]:
-        """(label, version) for a version list: saved versions newest first, then the base model (0).
+        """The entries of a version list: saved versions newest first, then the base model.
+
+        Returns:
+            (label, version) pairs; the last is ("Shipped base model", 0).
 
         Raises:
             SiteStoreError: as `saved_versions`.
@@ -193,8 +218,13 @@ class InteractiveSession:
     def provenance(self, profile: str) -> str:
         """One line for the clinician on where the weights of a profile come from.
 
+        Returns:
+            The profile's current version, its site, what it learned and when it was saved; or that the
+            shipped base model is in use.
+
         Raises:
-            SiteStoreError: the site folder cannot be read or is locked by another program.
+            SiteStoreError: another program holds the profile's lock past the timeout, or the
+                session's site or user name is invalid.
         """
         model = self.base.card.get("name") or self.base.directory.name
         store = self._profile_store(profile)
@@ -217,7 +247,12 @@ class InteractiveSession:
 
         Raises:
             CaseStateError: a case is open (finish or reset it first), or there is no site store.
-            SiteStoreError: no such version, the version is damaged, or the folder is locked.
+            SiteStoreError: no such version, the version is damaged, another program holds the profile's
+                lock past the timeout, or the session's site or user name is invalid.
+            IncompatibleBaseModelError: the profile is the one in use and `version` was learned from
+                another base model (the version is made current all the same).
+            WeightsError: the profile is the one in use and its weights do not fit this network, or
+                (version 0) the shipped weight file is missing, damaged or made for another network.
         """
         if self.case_open:
             raise CaseStateError("Finish or reset the case before changing the model version.")
@@ -230,10 +265,14 @@ class InteractiveSession:
     def export_site(self, archive: str | Path) -> Path:
         """Write every profile and version of this session's site into one .zip or .tar.gz.
 
+        Returns:
+            The archive's path.
+
         Raises:
             CaseStateError: there is no site store.
-            SiteStoreError: the site has nothing saved yet, the name does not end in .zip or .tar.gz,
-                or the file cannot be written (the site is unchanged).
+            SiteStoreError: the site has nothing saved yet or its name is invalid, the file name ends in
+                none of .zip, .tar.gz and .tgz, the file cannot be written, or another program holds a
+                profile's lock past the timeout (the site is unchanged).
         """
         if self.store is None:
             raise CaseStateError("This session keeps no site versions, so there is nothing to export.")
@@ -246,6 +285,7 @@ class InteractiveSession:
         self._predictions: dict[SliceKey, np.ndarray] = {}
         self._prepared: dict[SliceKey, PreparedSlice] = {}
         self._undo: deque[_UndoEntry] = deque()
+        self._steps: list[_MIStep] = []  # the MI steps the weights hold now, in order (for replay)
         self._pending: tuple | None = None
         self._case_start: Snapshot | None = None
 
@@ -256,7 +296,22 @@ class InteractiveSession:
         profile: str,
         normalized: bool = False,
     ) -> None:
-        """Begin a case on a (K, J, I) volume; `normalized=True` when intensities are already z-scored."""
+        """Open a case on a (K, J, I) volume with the weights of a structure's profile.
+
+        A case still open is dropped, without PI or saving.
+
+        Args:
+            spacing_kji: voxel size in mm along K, J and I.
+            profile: a structure or segment name (mapped with `profile_name`).
+            normalized: True when the intensities are already z-scored; else they are normalised here.
+
+        Raises:
+            CaseStateError: the volume is not a non-empty 3D array of real numbers, or a spacing is not
+                a positive finite number.
+            IncompatibleBaseModelError: as `use_profile`.
+            WeightsError: as `use_profile`.
+            SiteStoreError: as `use_profile`.
+        """
         volume = np.asarray(volume)
         if volume.ndim != 3 or min(volume.shape) < 1:
             raise CaseStateError(
@@ -281,14 +336,22 @@ class InteractiveSession:
 
     @property
     def clicks(self) -> list[Click]:
+        """The clicks of the open case, oldest first (a copy; empty when no case is open)."""
         return list(self._clicks)
 
     @property
     def case_open(self) -> bool:
+        """Whether a case is started and not finished yet (a reset keeps it open)."""
         return self._volume is not None
 
     def prepared_slice(self, key: SliceKey) -> PreparedSlice:
-        """The slice (axis, index) of the open case on the network's grid (cached for the case)."""
+        """The slice (axis, index) of the open case on the network's grid (cached for the case).
+
+        Call it only while a case is open.
+
+        Raises:
+            InvalidClickError: the axis is not 0, 1 or 2, or the index is outside the volume.
+        """
         if key not in self._prepared:
             image = extract_slice(self._volume, *key)
             self._prepared[key] = self.predictor.prepare(image, in_plane_spacing(self._spacing, key[0]))
@@ -297,7 +360,12 @@ class InteractiveSession:
     def slice_clicks(
         self, key: SliceKey, clicks: list[Click] | None = None
     ) -> list[tuple[float, float, bool]]:
-        """(row, col, positive) of the case's clicks (or of `clicks`) on the slice (axis, index)."""
+        """The clicks on one slice, as the predictor takes them.
+
+        Returns:
+            (row, col, positive) of each click of the open case (or of `clicks`) on the slice `key` =
+            (axis, index), oldest first.
+        """
         return [
             (c.row, c.col, c.positive)
             for c in (clicks if clicks is not None else self._clicks)
@@ -318,7 +386,19 @@ class InteractiveSession:
             )
 
     def add_click(self, click: Click) -> SlicePrediction:
-        """Predict the slice of `click` with it; the MI step for it runs in learn_pending()."""
+        """Predict the slice of `click` from it and the slice's earlier clicks.
+
+        The pending MI step of the previous click runs first; the MI step of this click (if MI is on,
+        and after a slice's first click only with `mi_after_first_click`) waits for `learn_pending`.
+
+        Returns:
+            The slice's new mask and the prediction's latency.
+
+        Raises:
+            CaseStateError: no case is open.
+            InvalidClickError: the click's axis is not 0, 1 or 2, or its slice or point is outside the
+                image.
+        """
         self._require_case()
         self._validate(click)
         self.learn_pending()  # learn from the previous click before this one is processed
@@ -339,18 +419,43 @@ class InteractiveSession:
         return SlicePrediction(click.axis, click.index, mask, (time.perf_counter() - started) * 1000)
 
     def learn_pending(self) -> bool:
-        """Run the mid-interaction step of the last click, if one is pending. Returns whether it ran."""
+        """Run the mid-interaction (MI) step of the last click, if one is pending.
+
+        Returns:
+            Whether a step was applied: False when none was pending or the step was skipped as
+            non-finite.
+        """
         if self._pending is None:
             return False
         key, previous, newest, logits = self._pending
         self._pending = None
         entry = self._undo[-1]
         entry.weights = self.adapter.snapshot(self._spare_snapshots.pop() if self._spare_snapshots else None)
+        entry.step = _MIStep(key, previous, newest)
+        self._steps.append(entry.step)
         self._trim_undo()
-        prepared = self.prepared_slice(key)
-        grid = prepared.to_grid(previous + [newest])
         # The undo snapshot doubles as the step's rollback point (one copy of the weights per click).
-        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, entry.weights)
+        return self._run_step(entry.step, logits, entry.weights)
+
+    def _run_step(self, step: _MIStep, logits, before: Snapshot) -> bool:
+        prepared = self.prepared_slice(step.key)
+        grid = prepared.to_grid(step.previous + [step.newest])
+        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, before)
+
+    def _replay_steps(self) -> None:
+        """The weights as the case's remaining MI steps made them, computed again from the case start:
+        the same steps on the same inputs give the same weights bit for bit. Used by an undo that goes
+        past the kept snapshots, so memory stays bounded and undo exact at any depth."""
+        self.adapter.restore(self._case_start)
+        before = self._spare_snapshots.pop() if self._spare_snapshots else None
+        for step in self._steps:
+            # The prediction each step learns from, made with the weights it was made with then.
+            logits = self.predictor.logits(self.prepared_slice(step.key), step.previous + [step.newest])
+            before = self.adapter.snapshot(before)
+            self._run_step(step, logits, before)
+        if before is not None:
+            self._spare_snapshots.append(before)
+        log.info("Undo went past the kept snapshots: replayed %d steps from the case start", len(self._steps))
 
     def discard_pending(self) -> None:
         """Drop the pending MI step (the paper runs none after the last click of a case)."""
@@ -369,16 +474,31 @@ class InteractiveSession:
             entry.weights = None
 
     def undo(self) -> SlicePrediction | None:
-        """Undo the last click: clicks, prediction, weights and optimiser state as before it."""
+        """Undo the last click: the clicks, the slice's mask and the weights go back to before it.
+
+        A pending MI step is dropped. The weights and optimiser state go back bit for bit at any depth:
+        from the click's snapshot while it is kept (the last `undo_depth` clicks that had an MI step),
+        else by running the case's remaining MI steps again from the case start.
+
+        Returns:
+            The slice's mask before the click, or None when it had none.
+
+        Raises:
+            CaseStateError: no case is open, or it has no click.
+        """
         self._require_case()
         if not self._undo:
             raise CaseStateError("There is no click to undo in this case.")
         entry = self._undo.pop()
         self._pending = None
         self._clicks.pop()
-        if entry.weights is not None:
-            self.adapter.restore(entry.weights)
-            self._recycle([entry])
+        if entry.step is not None:
+            self._steps.remove(entry.step)  # the newest step: later clicks are undone already
+            if entry.weights is not None:
+                self.adapter.restore(entry.weights)
+                self._recycle([entry])
+            else:
+                self._replay_steps()
         key = (entry.click.axis, entry.click.index)
         if entry.previous_mask is None:
             self._predictions.pop(key, None)
@@ -387,7 +507,17 @@ class InteractiveSession:
         return SlicePrediction(key[0], key[1], entry.previous_mask, 0.0)
 
     def remove_click(self, n: int) -> SlicePrediction | None:
-        """Remove click `n` (0-based) and re-predict its slice without it; the weights stay."""
+        """Remove click `n` (0-based) and predict its slice again without it; the weights stay.
+
+        The last click is undone instead (see `undo`: its MI step is undone too). Otherwise the
+        pending MI step runs first.
+
+        Returns:
+            The slice's new mask, or None when no click is left on that slice.
+
+        Raises:
+            CaseStateError: no case is open, or it has no click `n`.
+        """
         self._require_case()
         if not 0 <= n < len(self._clicks):
             raise CaseStateError(f"There is no click number {n + 1} in this case.")
@@ -409,10 +539,19 @@ class InteractiveSession:
         return SlicePrediction(key[0], key[1], mask, (time.perf_counter() - started) * 1000)
 
     def prediction(self, axis: int, index: int) -> np.ndarray | None:
+        """The mask now shown on one slice of the open case.
+
+        Returns:
+            The uint8 mask of slice (axis, index), or None when that slice has no prediction.
+        """
         return self._predictions.get((axis, index))
 
     def reset_case(self) -> None:
-        """Drop the clicks, predictions and MI steps of the open case; keep the volume open."""
+        """Drop the clicks and predictions of the open case and undo its MI steps; the case stays open.
+
+        Raises:
+            CaseStateError: no case is open.
+        """
         self._require_case()
         self._pending = None
         start = self._case_start
@@ -427,9 +566,26 @@ class InteractiveSession:
     ) -> CaseSummary:
         """Accept the case: PI on every edited slice with the accepted masks, then save the site version.
 
-        `accepted` maps (axis, index) to the final mask of that slice (read back from the segment, so
-        manual corrections count); None accepts the predictions as they are. A slice that was only
-        painted gets a synthetic first click at its mask's centre.
+        On InvalidClickError, IncompatibleBaseModelError or SiteStoreError the case stays open, with
+        the PI steps taken so far applied to the weights.
+
+        Args:
+            accepted: (axis, index) -> the final mask of that slice (read back from the segment, so
+                manual corrections count); None accepts the predictions as they are. A slice that was
+                only painted gets a synthetic first click at its mask's centre.
+            learn: False closes the case without learning: its MI steps are undone, nothing is saved.
+
+        Returns:
+            What was learned, and the version saved (None when nothing was saved).
+
+        Raises:
+            CaseStateError: no case is open.
+            InvalidClickError: when learning, a non-empty mask of `accepted` is keyed by no slice of
+                the volume.
+            IncompatibleBaseModelError: another program saved a version of the profile from another
+                base model since it was loaded here.
+            SiteStoreError: the new version cannot be saved: the disk is full, the folder is not
+                writable, or another program holds the profile's lock past the timeout.
         """
         self._require_case()
         self.learn_pending()

@@ -1,6 +1,6 @@
-"""Slicer scene adapter (DESIGN.md layer "InteractiveAdaptLib/mrml"): volume node -> array and geometry,
-slice view + markups point -> click, 2D prediction -> one slice of a segment's binary labelmap, and the
-click controller that drives the engine session.
+"""Slicer scene adapter, the layer between the module's GUI and the engine: volume node -> array and
+geometry, slice view + markups point -> click, 2D prediction -> one slice of a segment's binary
+labelmap, and the click controller that drives the engine session.
 
 Imports `slicer` (MRML) and VTK only, never qt, ctk or slicer.app, so it runs and is tested in a
 plain Python scene (pip package slicer-core) exactly as inside Slicer. The engine never imports it.

@@ -14,7 +14,19 @@ _EXAMPLES = {"site": "Hospital A", "user": "Dr Smith", "profile": "Grey matter"}
 
 
 def check_name(name: str, kind: str = "site") -> str:
-    """Return `name` cleaned (NFC, outer spaces removed) or raise SiteStoreError saying what to change."""
+    """Check a site, user or profile name.
+
+    Args:
+        kind: "site", "user" or "profile": the word (and the example) the error message uses.
+
+    Returns:
+        `name` cleaned: NFC, outer spaces removed.
+
+    Raises:
+        SiteStoreError: saying what to change: the name is not text or is empty, is longer than 64
+            characters, holds a character other than letters, digits, spaces, '-', '_' and '.',
+            starts or ends with a dot, or is a device name reserved by Windows (CON, COM1, ...).
+    """
     example = _EXAMPLES.get(kind, "Hospital A")
     if not isinstance(name, str):
         raise SiteStoreError(f"The {kind} name must be text, such as '{example}'.")
@@ -42,7 +54,13 @@ def check_name(name: str, kind: str = "site") -> str:
 
 
 def suggest_name(text: str, kind: str = "profile") -> str:
-    """A valid name close to free text, e.g. a segment name: 'Left/Right (L)' -> 'Left Right L'."""
+    """A valid name close to free text, e.g. a segment name: 'Left/Right (L)' -> 'Left Right L'.
+
+    Characters a name cannot hold become spaces; a Windows device name gets `kind` in front.
+
+    Returns:
+        A name that passes `check_name`; 'Unnamed' when nothing of the text is left.
+    """
     kept = "".join(c if c.isalnum() or c in "-_." else " " for c in unicodedata.normalize("NFC", str(text)))
     name = " ".join(kept.split())[:MAX_NAME_LENGTH].strip(" .")
     if name and folder_name(name).split(".")[0] in _RESERVED:  # e.g. "CON": a device name on Windows
@@ -51,12 +69,21 @@ def suggest_name(text: str, kind: str = "profile") -> str:
 
 
 def folder_name(name: str) -> str:
-    """The folder of a checked name: names differing only in case or space/underscore share it."""
+    """The folder of a checked name: names differing only in case or space/underscore share it.
+
+    Returns:
+        `name` casefolded, with spaces as '_'.
+    """
     return name.casefold().replace(" ", "_")
 
 
 def profile_name(structure: str) -> str:
-    """The learning profile of a structure or segment name: the side dropped (left and right learn
-    together), then made a valid name. Every door to a profile goes through this one rule."""
+    """The learning profile of a structure or segment name; every door to a profile goes through it.
+
+    The side is dropped (left and right learn together), then the name is made valid.
+
+    Returns:
+        A name that passes `check_name`: 'Hippocampus (L)' -> 'Hippocampus', 'Tumor #1' -> 'Tumor 1'.
+    """
     # Safe characters first, so that a side in brackets ("Hippocampus (L)") is a word of its own.
     return suggest_name(without_side(suggest_name(str(structure), "profile")), "profile")

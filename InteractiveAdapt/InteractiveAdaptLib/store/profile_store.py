@@ -51,6 +51,7 @@ _FILE_KEYS += ("metrics", "note", "optimizer_sha256")
 
 
 def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the millisecond."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
@@ -61,6 +62,7 @@ def _to_bytes(obj: Any) -> bytes:
 
 
 def json_bytes(obj: Any) -> bytes:
+    """`obj` as indented UTF-8 JSON (non-ASCII kept as is)."""
     return json.dumps(obj, indent=1, ensure_ascii=False).encode("utf-8")
 
 
@@ -148,6 +150,7 @@ class ProfileStore:
 
     @property
     def label(self) -> str:
+        """How messages name the profile: "profile 'P' (site 'S', user 'U')"."""
         user = f", user '{self.user}'" if self.user else ""
         return f"profile '{self.profile}' (site '{self.site}'{user})"
 
@@ -157,21 +160,52 @@ class ProfileStore:
         return holds_versions(self.path)
 
     def versions(self) -> list[VersionInfo]:
-        """Every listed version, oldest first."""
+        """Every listed version, damaged ones included, oldest first.
+
+        Raises:
+            SiteStoreError: another program holds the profile's lock past the timeout.
+        """
         with self._opened() as m:
             return [m.versions[v] for v in sorted(m.versions)]
 
     def current(self) -> VersionInfo | None:
-        """The version in use; None when the shipped base model is."""
+        """The version in use; None when the shipped base model is.
+
+        Raises:
+            SiteStoreError: another program holds the profile's lock past the timeout.
+        """
         with self._opened() as m:
             return m.versions.get(m.current)
 
     def compatible_versions(self, base_sha256: str) -> list[VersionInfo]:
-        """Undamaged versions adapted from the base model with this sha256, oldest first."""
+        """Undamaged versions adapted from the base model with this sha256, oldest first.
+
+        Raises:
+            SiteStoreError: another program holds the profile's lock past the timeout.
+        """
         return [i for i in self.versions() if i.base_sha256 == base_sha256 and not i.damaged]
 
     def load(self, base_sha256: str, version: int | None = None) -> LoadedVersion | None:
-        """Weights of `version` (default: current, falling back past damaged files); None = base model."""
+        """Read the weights of a version: by default the current one, falling back past damaged files.
+
+        A damaged current version gives way to its parent (or the newest version below it), which is
+        made current; when every version on the way is damaged, the base model is.
+
+        Args:
+            base_sha256: the sha256 of the installed base model.
+            version: the version to read; None = the current one; 0 = the base model.
+
+        Returns:
+            The weights, the optimizer state (None when not kept or damaged) and warnings; None when
+            the base model is to be used.
+
+        Raises:
+            IncompatibleBaseModelError: the version to read was learned from another base model.
+            WeightsError: the file of the requested `version` is missing, changed or unreadable (the
+                default falls back instead).
+            SiteStoreError: `version` is not listed, or another program holds the profile's lock past
+                the timeout.
+        """
         if version == 0:
             return None
         with self._opened() as m:
@@ -223,7 +257,22 @@ class ProfileStore:
         metrics: dict[str, Any] | None = None,
         note: str = "",
     ) -> VersionInfo:
-        """Store a new version as a child of the current one, make it current and apply retention."""
+        """Store a new version as a child of the current one, make it current and apply retention.
+
+        Args:
+            optimizer_state: None saves the version without one.
+            base_sha256: the sha256 of the base model the weights were adapted from.
+            metrics: plain numbers and text, kept in the manifest.
+
+        Returns:
+            The new version's entry, as `versions` lists it.
+
+        Raises:
+            TypeError: `model_state` is not a dict of tensors, or `metrics` is not plain data.
+            IncompatibleBaseModelError: the current version was learned from another base model.
+            SiteStoreError: the folder cannot be written or the disk is full (nothing saved before is
+                lost), or another program holds the profile's lock past the timeout.
+        """
         if not isinstance(model_state, dict) or not all(
             isinstance(t, torch.Tensor) for t in model_state.values()
         ):
@@ -285,7 +334,14 @@ class ProfileStore:
         return info
 
     def rollback(self, version: int) -> None:
-        """Make `version` current (0 = the shipped base model); the next save becomes its child."""
+        """Make `version` current (0 = the shipped base model); the next save becomes its child.
+
+        The version's base model is not checked here; `load` checks it.
+
+        Raises:
+            SiteStoreError: `version` is not listed or its file is damaged, or another program holds the
+                profile's lock past the timeout.
+        """
         if version == 0 and not self.path.is_dir():
             return
         with self._opened() as m:
@@ -305,26 +361,55 @@ class ProfileStore:
         log.info("Rolled %s back to %s", self.label, f"version {version}" if version else "the base model")
 
     def restart_from_base(self, base_sha256: str = "") -> None:
-        """Start over from the (new) shipped base model, keeping every old version listed; ask the user first."""
+        """Start over from the (new) shipped base model, keeping every old version listed; ask the user first.
+
+        Args:
+            base_sha256: the new base model's sha256, for the log only.
+
+        Raises:
+            SiteStoreError: another program holds the profile's lock past the timeout.
+        """
         self.rollback(0)
         log.info(
             "Restarted %s from the base model %s; old versions stay listed", self.label, base_sha256[:12]
         )
 
     def pin(self, version: int) -> None:
-        """Keep `version` whatever the retention policy says."""
+        """Keep `version` whatever the retention policy says.
+
+        Raises:
+            SiteStoreError: `version` is not listed, or another program holds the profile's lock past
+                the timeout.
+        """
         self._set_pin(version, True)
 
     def unpin(self, version: int) -> None:
+        """Let the retention policy remove `version` again.
+
+        Raises:
+            SiteStoreError: as `pin`.
+        """
         self._set_pin(version, False)
 
     def prune(self) -> list[int]:
-        """Apply retention now; returns the versions removed."""
+        """Apply retention now (the last `keep_last` versions, pins, the current one and its parent stay).
+
+        Returns:
+            The versions removed.
+
+        Raises:
+            SiteStoreError: another program holds the profile's lock past the timeout.
+        """
         with self._opened() as m:
             return self._prune(m)
 
     def delete(self) -> None:
-        """Remove the profile and all its versions (the caller has asked the user)."""
+        """Remove the profile and all its versions (the caller has asked the user).
+
+        Raises:
+            SiteStoreError: the profile has no folder, or another program holds the profile's lock past
+                the timeout.
+        """
         if not self.path.is_dir():
             raise SiteStoreError(f"There is no {self.label} to delete.")
         trash = self.path.with_name(f".deleted-{uuid.uuid4().hex}")
@@ -335,7 +420,11 @@ class ProfileStore:
 
     @contextlib.contextmanager
     def consistent_files(self) -> Iterator[list[Path]]:
-        """The profile's files (manifest and versions), held unchanged until the block ends.
+        """The profile's files, held unchanged until the block ends.
+
+        Yields:
+            The paths of every file in the profile's folder but dot files (manifest, version and
+            optimizer files), after repairing what an interrupted save left.
 
         Raises:
             SiteStoreError: another program is changing the profile (the lock did not come in time).
@@ -345,8 +434,12 @@ class ProfileStore:
             yield [self.path / n for n in sorted(os.listdir(self.path)) if not n.startswith(".")]
 
     def damage(self) -> str:
-        """What is wrong with the profile's files as they are (checked without repairing): "" when
-        the manifest parses and every listed version matches its checksum."""
+        """What is wrong with the profile's files as they are, checked without repairing.
+
+        Returns:
+            "" when the manifest parses and every version it lists as undamaged reads back and matches
+            its checksum; else the first problem found.
+        """
         try:
             m = self._parse_manifest(json.loads((self.path / MANIFEST_FILE).read_bytes()))
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
@@ -583,4 +676,5 @@ def profile_name_in(folder: Path) -> str:
 
 
 def holds_versions(folder: Path) -> bool:
+    """Whether `folder` is a profile folder: it holds a manifest or a version file."""
     return folder.is_dir() and any(n == MANIFEST_FILE or VERSION_FILE.match(n) for n in os.listdir(folder))

@@ -52,25 +52,44 @@ class SiteStore:
     """All sites under one root folder: their profiles, export, import and deletion."""
 
     def __init__(self, root: Path | str, keep_last: int = 10, lock_timeout: float = 60.0) -> None:
+        """A store under the folder `root` (made when first written).
+
+        Args:
+            keep_last: how many of its newest versions each profile keeps (pins, the current version
+                and its parent are kept as well).
+            lock_timeout: seconds a store from `profile` waits for another program to finish changing
+                its profile.
+
+        Raises:
+            ValueError: `keep_last` is negative.
+        """
         if keep_last < 0:
             raise ValueError("keep_last must be >= 0")
         self.root, self.keep_last, self.lock_timeout = Path(root).expanduser(), keep_last, lock_timeout
 
     def sites(self) -> list[str]:
-        """Names of the sites in the store."""
+        """Names of the sites in the store, as typed, sorted without regard to case."""
         if not self.root.is_dir():
             return []
         dirs = [d for d in self.root.iterdir() if not d.name.startswith(".") and (d / "site.json").is_file()]
         return sorted((read_name(d / "site.json", d.name) for d in dirs), key=str.casefold)
 
     def users(self, site: str) -> list[str]:
-        """Users of `site` that have profiles of their own."""
+        """Users of `site` that have profiles of their own, sorted without regard to case.
+
+        Raises:
+            SiteStoreError: `site` is not a valid name.
+        """
         users = self.root / folder_name(check_name(site, "site")) / "users"
         dirs = [d for d in users.iterdir() if (d / "user.json").is_file()] if users.is_dir() else []
         return sorted((read_name(d / "user.json", d.name) for d in dirs), key=str.casefold)
 
     def profiles(self, site: str, user: str | None = None) -> list[str]:
-        """Profiles of `site`: the shared ones, or those of `user`."""
+        """Profiles of `site` that hold versions: the shared ones, or those of `user`.
+
+        Raises:
+            SiteStoreError: `site` or `user` is not a valid name.
+        """
         base = self.root / folder_name(check_name(site, "site"))
         if user is not None:
             base = base / "users" / folder_name(check_name(user, "user"))
@@ -78,7 +97,14 @@ class SiteStore:
         return sorted((profile_name_in(d) for d in dirs), key=str.casefold)
 
     def profile(self, site: str, profile: str, user: str | None = None) -> ProfileStore:
-        """The store of one profile; nothing is written before its first save."""
+        """The store of one profile; nothing is written before its first save.
+
+        Returns:
+            The profile's store, with site, user and profile spelled as when they were first saved.
+
+        Raises:
+            SiteStoreError: `site`, `profile` or `user` is not a valid name.
+        """
         site, profile = check_name(site, "site"), check_name(profile, "profile")
         base = self.root / folder_name(site)
         site = read_name(base / "site.json", site)  # keep the spelling it was created with
@@ -100,7 +126,16 @@ class SiteStore:
         )
 
     def export_site(self, site: str, archive: Path | str) -> Path:
-        """Write every profile, user, version and manifest of `site` into one .zip or .tar.gz."""
+        """Write every profile, user, version and manifest of `site` into one .zip or .tar.gz.
+
+        Returns:
+            `archive`, as a Path.
+
+        Raises:
+            SiteStoreError: `site` is not a valid name or is not in the store, the file name ends in none
+                of .zip, .tar.gz and .tgz, the file cannot be written, or another program holds a
+                profile's lock past the timeout. No partial archive is left behind.
+        """
         site_dir = self.require_site(site)
         name, archive = read_name(site_dir / "site.json", site), Path(archive)
         kind = archive_kind(archive)
@@ -132,7 +167,21 @@ class SiteStore:
         return archive
 
     def import_site(self, archive: Path | str, site: str | None = None, *, replace: bool = False) -> str:
-        """Add the site in `archive` (made by export_site), optionally under another name; returns its name."""
+        """Add the site in `archive` (made by export_site), optionally under another name.
+
+        Args:
+            site: the name to import it under; None keeps the archive's.
+            replace: replace a site of that name (its versions are deleted) instead of refusing.
+
+        Returns:
+            The imported site's name.
+
+        Raises:
+            SiteStoreError: nothing was imported: the archive is missing, is no InteractiveAdapt export,
+                or is damaged (unsafe entries, bad names or checksums); `site` (else the archive's site
+                name) is not a valid name; a site of that name exists and `replace` is False; or the
+                store cannot be written.
+        """
         archive = Path(archive)
         if not archive.is_file():
             raise SiteStoreError(f"The archive {archive} does not exist.")
@@ -193,7 +242,11 @@ class SiteStore:
         return name
 
     def delete_site(self, site: str) -> None:
-        """Remove a site with all its users, profiles and versions (the caller has asked the user)."""
+        """Remove a site with all its users, profiles and versions (the caller has asked the user).
+
+        Raises:
+            SiteStoreError: `site` is not a valid name or is not in the store.
+        """
         site_dir = self.require_site(site)
         trash = self.root / f".deleted-{uuid.uuid4().hex}"
         os.replace(site_dir, trash)  # vanishes at once; the slow removal happens after
@@ -201,7 +254,12 @@ class SiteStore:
         log.info("Deleted site '%s'", site)
 
     def require_site(self, site: str) -> Path:
-        """The folder of an existing site, or a SiteStoreError naming the sites there."""
+        """The folder of an existing site.
+
+        Raises:
+            SiteStoreError: `site` is not a valid name, or is not in the store (the message names the
+                sites there).
+        """
         site_dir = self.root / folder_name(check_name(site, "site"))
         if not (site_dir / "site.json").is_file():
             have = ", ".join(f"'{s}'" for s in self.sites()) or "none"
