@@ -105,3 +105,17 @@ def test_rollback_and_export_need_a_closed_case_and_a_store(tiny_model_dir, coli
         no_store.rollback("Tumor #1", 0)
     with pytest.raises(CaseStateError, match="nothing to export"):
         no_store.export_site(tmp_path / "x.zip")
+
+
+def test_unsaved_learning_survives_a_profile_switch_when_autosave_is_off(
+    tmp_path, tiny_model_dir, colin_block
+):
+    config = SessionConfig(adaptation=AdaptationConfig(lr=1e-3), autosave=False)
+    session = InteractiveSession(load_base_model(tiny_model_dir), config, store=SiteStore(tmp_path), site="A")
+    assert learn_one_case(session, colin_block, "Caudate", 18) is None  # learned, not saved
+    learned = weights(session)
+    session.use_profile("Putamen")
+    assert not same(learned, weights(session))
+    session.use_profile("Caudate")
+    assert same(learned, weights(session)) and session.cases_learned == 1
+    assert session.version_choices("Caudate") == [("Shipped base model", 0)]  # nothing on disk

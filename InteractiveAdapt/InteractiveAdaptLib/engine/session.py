@@ -92,8 +92,8 @@ class InteractiveSession:
         self.version: int | None = None  # the site version the weights come from (None = base)
         self.cases_learned = 0
         self.clicks_learned = 0
-        # Weights of profiles used without a store (benchmark, CLI without learning), kept in memory.
-        self._memory_profiles: dict[str, Snapshot] = {}
+        # Weights (and counts) of profiles whose learning no version holds: no store, or autosave off.
+        self._memory_profiles: dict[str, tuple[Snapshot, tuple[int | None, int, int]]] = {}
         self._volume: np.ndarray | None = None
         # Undo snapshots no longer needed, overwritten by the next ones (no allocation churn per click).
         self._spare_snapshots: list[Snapshot] = []
@@ -135,12 +135,15 @@ class InteractiveSession:
         profile = profile_name(profile)
         if profile == self.profile:
             return
-        if self.profile is not None and self.store is None:
-            self._memory_profiles[self.profile] = self.adapter.snapshot()
+        # Learning that no version holds (no store, or autosave off) is kept in memory across switches.
+        unsaved = self.store is None or not self.config.autosave
+        if self.profile is not None and unsaved:
+            counts = (self.version, self.cases_learned, self.clicks_learned)
+            self._memory_profiles[self.profile] = (self.adapter.snapshot(), counts)
         self.adapter.reset_optimizer()
         self.version, self.cases_learned, self.clicks_learned = None, 0, 0
         loaded = None
-        if self.store is not None:
+        if self.store is not None and not (unsaved and profile in self._memory_profiles):
             loaded = self._profile_store(profile).load(self.base.sha256)
         if loaded is not None:
             load_weights_into(self.network, loaded.model_state, f"site '{self.site}' profile '{profile}'")
@@ -149,7 +152,8 @@ class InteractiveSession:
             self.version = loaded.info.version
             self.cases_learned, self.clicks_learned = loaded.info.cases_learned, loaded.info.clicks_learned
         elif profile in self._memory_profiles:
-            self.adapter.restore(self._memory_profiles[profile])
+            snapshot, (self.version, self.cases_learned, self.clicks_learned) = self._memory_profiles[profile]
+            self.adapter.restore(snapshot)
         else:
             load_weights_into(self.network, self.base.fresh_state(), "the base model")
         self.network.eval()
@@ -260,6 +264,7 @@ class InteractiveSession:
         if store is None:
             raise CaseStateError("This session keeps no site versions, so there is nothing to roll back.")
         store.rollback(version)
+        self._memory_profiles.pop(profile_name(profile), None)  # the chosen version replaces unsaved learning
         self._reload_profile(profile)
 
     def export_site(self, archive: str | Path) -> Path:
