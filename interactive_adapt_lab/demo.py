@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from interactive_adapt_lab.data.cases import Case
-from interactive_adapt_lab.data.datasets import Domain, load_domain, structure_of
+from interactive_adapt_lab.data.datasets import Domain, load_domain
 from interactive_adapt_lab.data.streams import STREAMS
 from interactive_adapt_lab.evaluation.adaptation_benchmark import (
     methods,
@@ -31,13 +31,16 @@ from interactive_adapt_lab.evaluation.adaptation_benchmark import (
     source_dice,
     summarize,
 )
-from interactive_adapt_lab.evaluation.adaptation_report import markdown_table, plot_stream
+from interactive_adapt_lab.evaluation.adaptation_report import (
+    SOURCE_COLUMNS_NOTE,
+    markdown_table,
+    plot_stream,
+)
 from InteractiveAdaptLib.engine.click_simulation import first_click
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
 from InteractiveAdaptLib.engine.slicing import in_plane_spacing
 from InteractiveAdaptLib.model.base_model import BaseModel, load_base_model, load_weights_into
 from InteractiveAdaptLib.model.location import find_base_model_dir
-from InteractiveAdaptLib.store.names import folder_name, suggest_name
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 DEMO_STREAM = "mni152-grey-matter"
@@ -62,8 +65,6 @@ def run_demo(output: Path, model_dir: Path, n_cases: int, seed: int = 0) -> dict
     held_out = source_cases(colin)
     shipped = Predictor(base.network)
     source = source_dice(shipped, colin, CLICK_MODE, held_out)
-    # As run_stream measures a per-structure method: one held-out case at a time.
-    source_case_by_case = float(np.mean([source_dice(shipped, colin, CLICK_MODE, [c]) for c in held_out]))
     store = SiteStore(output / "site-weights")
     if DEMO_SITE in store.sites():  # a rerun learns from the shipped weights, not from the last demo's
         store.delete_site(DEMO_SITE)
@@ -110,9 +111,7 @@ def run_demo(output: Path, model_dir: Path, n_cases: int, seed: int = 0) -> dict
             {k: row[k] for k in ("case", "target", "axis", "index", "click", "dice")} for row in rows
         ],
     }
-    result["source_note"] = source_note(
-        held_out, profile, runs["default"], summary["default"], source_case_by_case
-    )
+    result["source_note"] = SOURCE_COLUMNS_NOTE
     (output / "demo.json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown_table({DEMO_STREAM: result})
     (output / "demo.md").write_text(table + "\n" + result["source_note"] + "\n")
@@ -133,43 +132,6 @@ def run_demo(output: Path, model_dir: Path, n_cases: int, seed: int = 0) -> dict
     show += ["--site", DEMO_SITE, "--profile", profile]
     print(f"  site weights:  {(output / 'site-weights').resolve()} ({shlex.join(show)})")
     return result
-
-
-def source_note(
-    held_out: list[Case], profile: str, run: dict, summary: dict, shipped_case_by_case: float
-) -> str:
-    """One sentence saying what the table's source column measured for the default.
-
-    run_stream measures a per-structure method on each held-out Colin27 case with the profile of that
-    case's own structure, one case at a time (a fresh simulated user per case), and the weights the
-    stream adapted on all of them at once. The sentence says the shipped weights were used only when
-    no source structure has the saved profile and the default's figure is what the shipped weights
-    give measured the same way (`shipped_case_by_case`)."""
-    source_profiles = {folder_name(suggest_name(structure_of(c.target))) for c in held_out}
-    touched = folder_name(profile) in source_profiles
-    untouched = not touched and abs(run["source_dice@5"] - shipped_case_by_case) < 1e-9
-    drop, stream_drop = summary["source_dice_drop"], summary["source_dice_drop_stream_weights"]
-    measured = (
-        f"source_dice_drop: Dice@5 lost on {len(held_out)} held-out Colin27 cases, each segmented with the "
-        "weights its own structure's profile would use"
-    )
-    if not untouched:
-        return f"{measured}; the weights the stream adapted, on all of them, would lose {stream_drop:.2f}."
-    residue = ""
-    if drop:
-        residue = (
-            f" (the {drop:g} left is the simulated user, measured one case at a time, breaking ties "
-            "between equally central pixels differently, not forgetting)"
-        )
-    if stream_drop >= 0.005:
-        profile_on_source = f"would lose {stream_drop:.2f} on them"
-    else:
-        profile_on_source = f"would change their Dice@5 by {-stream_drop:+.3f}"
-    return (
-        f"{measured}: the site saved only '{profile}', which none of them uses, so the default segmented "
-        f"them with the shipped weights{residue}, while the '{profile}' weights themselves "
-        f"{profile_on_source}."
-    )
 
 
 def before_after_rows(

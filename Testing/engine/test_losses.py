@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
 from InteractiveAdaptLib.engine.losses import CCG_SIGMA_PX, DFLoss, SegmentationLoss, ccg_loss, ccg_weight_map
 
 LN2 = math.log(2)
@@ -99,11 +100,12 @@ def test_ccg_batch_mean_is_over_all_pixels_and_uses_each_images_clicks():
 
 
 def df_by_hand(logits: np.ndarray, labels: np.ndarray) -> float:
-    """0.7 * focal (gamma 2, mean over batch, classes and pixels) + 0.3 * Dice of the target class."""
+    """0.7 * focal (gamma 2: -(1 - p_true)^2 log p_true, averaged over the batch's pixels) + 0.3 * Dice
+    of the target class."""
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
     pt = np.where(labels == 1, p[:, 1], p[:, 0])
-    focal = float((-((1 - pt) ** 2) * np.log(pt)).sum() / p.size)
+    focal = float((-((1 - pt) ** 2) * np.log(pt)).mean())  # per pixel, not per pixel and class
     smooth = 1e-5  # MONAI's default smoothing terms
     dice = [
         1 - (2 * (p[b, 1] * labels[b]).sum() + smooth) / (p[b, 1].sum() + labels[b].sum() + smooth)
@@ -141,3 +143,28 @@ def test_segmentation_loss_is_df_plus_200_ccg():
     assert float(SegmentationLoss(ccg_weight=0)(t_logits, t_labels, clicks)) == pytest.approx(
         df_by_hand(logits, labels), rel=1e-5
     )
+
+
+def test_ccg_per_reference_pixels_means_the_same_on_a_slice_of_any_size():
+    """The same click neighbourhood on a small and a 4x larger slice: the mean over the slice gives a
+    4x weaker pull on the large one; per reference pixels, the same pull."""
+    rng = np.random.default_rng(5)
+    small_logits = rng.normal(0, 1, size=(1, 2, 32, 32)).astype(np.float32)
+    small_labels = np.zeros((1, 32, 32), np.int64)
+    small_labels[0, 8:24, 8:24] = 1
+    large_logits = np.zeros((1, 2, 64, 64), np.float32)
+    large_logits[:, :, :32, :32] = small_logits
+    large_labels = np.zeros((1, 64, 64), np.int64)
+    large_labels[:, :32, :32] = small_labels
+    click = [[(16, 16, True)]]
+    args = lambda z, y: (torch.from_numpy(z), torch.from_numpy(y), click)  # noqa: E731
+    mean_small, mean_large = (
+        ccg_loss(*args(small_logits, small_labels)),
+        ccg_loss(*args(large_logits, large_labels)),
+    )
+    assert float(mean_small) == pytest.approx(4 * float(mean_large), rel=1e-5)
+    per_small = ccg_loss(*args(small_logits, small_labels), reference_pixels=1000)
+    per_large = ccg_loss(*args(large_logits, large_labels), reference_pixels=1000)
+    assert float(per_small) == pytest.approx(float(per_large), rel=1e-5)
+    assert float(per_small) == pytest.approx(float(mean_small) * 32 * 32 / 1000, rel=1e-5)
+    assert AdaptationConfig().ccg_reference_pixels == 256 * 256  # online steps use the paper's slice size

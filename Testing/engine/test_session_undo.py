@@ -3,6 +3,7 @@ case's remaining mid-interaction steps from the case start (real Colin27 slices,
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,17 @@ def test_undo_of_a_click_whose_step_is_pending_changes_no_weights(base, colin):
     session.undo()  # the second click's step ran, and its snapshot is the one kept
     session.undo()  # the first click's step ran; its snapshot is gone: replayed from the case start
     assert session.clicks == [] and same(state(session), start)
+
+
+def test_post_interaction_starts_from_the_first_positive_click(base, colin):
+    """A case that began with a negative click: PI's stage-1 click is the first positive one."""
+    session = make_session(base, colin, undo_depth=8)
+    negative, positive = Click(0, AXIAL, 40, 40, False), Click(0, AXIAL, 110, 90, True)
+    session.add_click(negative)
+    session.add_click(positive)
+    mask = np.zeros(colin.image[AXIAL].shape, bool)
+    mask[100:120, 80:100] = True
+    assert session._first_click((0, AXIAL), mask) == (110, 90, True)
+    session.undo()  # only the negative click is left: the accepted mask's centre stands in
+    row, col, positive = session._first_click((0, AXIAL), mask)
+    assert positive and 109 <= row <= 110 and 89 <= col <= 90  # the centre of the 20 x 20 square

@@ -14,6 +14,7 @@ from interactive_adapt_lab.data.cases import (
     enumerate_cases,
 )
 from interactive_adapt_lab.data.datasets import (
+    CACHE_VERSION,
     LOADERS,
     MRICRON,
     aal_names,
@@ -134,7 +135,7 @@ def test_cache_dir_comes_from_the_environment(monkeypatch, tmp_path):
 def test_cached_load_equals_a_fresh_build(monkeypatch, tmp_path):
     monkeypatch.setenv("INTERACTIVE_ADAPT_CACHE", str(tmp_path))
     fresh = load_domain("colin27")  # nothing cached yet: built from the package files
-    cache_file = tmp_path / "colin27-v1.npz"
+    cache_file = tmp_path / f"colin27-v{CACHE_VERSION}.npz"
     assert cache_file.is_file()
     written = cache_file.stat().st_mtime_ns
     cached = load_domain("colin27")

@@ -27,13 +27,13 @@ def tiny_model(tmp_path_factory):
 @pytest.mark.slow
 def test_quick_benchmark_writes_marked_results_and_resumes(tiny_model, tmp_path):
     args = ["benchmark", "--quick", "--model", str(tiny_model.directory), "--output", str(tmp_path),
-            "--streams", "mni152-grey-matter", "--methods", "none", "tent", "click-only", "pi+mi", "default",
+            "--streams", "mni152-grey-matter", "--methods", "none", "entropy-min", "click-only", "pi+mi", "default",
             "--cases", "2", "--threads", "1"]  # fmt: skip
     assert cli.main(args) == 0
     result = json.loads((tmp_path / "adaptation-mni152-grey-matter.json").read_text())
     assert result["quick"] is True and result["kind"] == "real" and result["stream"] == "single"
     assert result["cases"] == 2 and result["orders"] == 1
-    for method in ("none", "tent", "click-only", "pi+mi", "default"):
+    for method in ("none", "entropy-min", "click-only", "pi+mi", "default"):
         m = result["methods"][method]
         for key in (
             "dice@1",

@@ -102,8 +102,24 @@ def _aal_targets() -> dict[str, tuple[str, int]]:
     return {f"aal:{name}": ("aal", label) for label, name in aal_names().items()}
 
 
+def colin27_tissue(t1: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Tissue classes of Colin27 (1 grey matter, 2 white matter, 3 CSF, as MNI152's) inside the brain
+    mask, from SimpleITK's two-threshold Otsu on the T1 intensities (CSF darkest, white matter
+    brightest). Colin27 ships no tissue labels: this stand-in lets a tissue profile's forgetting be
+    measured on the source domain. Never a training target."""
+    values = sitk.GetImageFromArray(t1[brain].astype(np.float32).reshape(1, 1, -1))
+    otsu = sitk.OtsuMultipleThresholdsImageFilter()
+    otsu.SetNumberOfThresholds(2)
+    otsu.Execute(values)
+    low, high = otsu.GetThresholds()
+    tissue = np.where(t1 < low, 3, np.where(t1 < high, 1, 2)).astype(np.uint8)
+    tissue[~brain] = 0
+    return tissue
+
+
 def load_colin27() -> Domain:
-    """Colin27 T1 with skull (one real subject), AAL labels and the brain mask: the source domain."""
+    """Colin27 T1 with skull (one real subject), AAL labels, the brain mask and a tissue stand-in: the
+    source domain (training uses AAL pairs and the brain only)."""
     t1 = _read(MRICRON / "ch2.nii.gz")
     brain = _array(_read(MRICRON / "ch2bet.nii.gz")) > 0
     aal = _array(_read(MRICRON / "aal.nii.gz")).astype(np.int16)
@@ -113,8 +129,12 @@ def load_colin27() -> Domain:
         shift="none (training domain)",
         image=normalize_intensity(_array(t1)),
         spacing_kji=_spacing_kji(t1),
-        label_maps={"aal": aal, "brain": brain.astype(np.uint8)},
-        targets={**_aal_targets(), "brain": ("brain", 1)},
+        label_maps={
+            "aal": aal,
+            "brain": brain.astype(np.uint8),
+            "tissue": colin27_tissue(_array(t1).astype(np.float32), brain),
+        },
+        targets={**_aal_targets(), "brain": ("brain", 1), **_tissue_targets()},
     )
 
 
@@ -251,7 +271,7 @@ LOADERS: dict[str, Callable[[], Domain]] = {
     "robex": load_robex,
 }
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: Colin27 gained its tissue stand-in
 
 
 def default_cache_dir() -> Path:

@@ -21,6 +21,21 @@ COLUMNS = (
 )
 
 
+# What the two forgetting columns measure (the report and the demo print it under their tables).
+SOURCE_COLUMNS_NOTE = (
+    "source_dice_drop: forgetting of the stream's own structures on the source domain: Dice@5 on "
+    "Colin27 slices of each structure the stream adapted (8 per structure; the AAL pair, the brain, or "
+    "a tissue class of an Otsu stand-in; none for macaque NeuroMaps structures), the shipped weights "
+    "minus the weights the site uses for that structure, same slices and clicks (empty: no counterpart). "
+    "source_dice_drop_stream_weights: the same on 24 held-out AAL cases of other structures with the "
+    "weights the stream adapted most, what a model shared by every structure would do to them."
+)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
 def markdown_table(results: dict[str, dict]) -> str:
     lines = []
     for name, r in results.items():
@@ -29,7 +44,7 @@ def markdown_table(results: dict[str, dict]) -> str:
         lines.append("| method | " + " | ".join(COLUMNS) + " |")
         lines.append("|---" * (len(COLUMNS) + 1) + "|")
         for method, m in r["methods"].items():
-            lines.append(f"| {method} | " + " | ".join(f"{m[c]:g}" for c in COLUMNS) + " |")
+            lines.append(f"| {method} | " + " | ".join(_number(m.get(c)) for c in COLUMNS) + " |")
         lines.append("")
     return "\n".join(lines)
 
@@ -52,7 +67,10 @@ def _target_checks(r: dict) -> str:
     """The benchmark issue's quality targets for this kind of stream, each 'yes' or 'NO'."""
     m = r["methods"]
     none, default = m["none"], m["default"]
-    checks = {"source drop <= 0.01": default["source_dice_drop"] <= 0.01}
+    drop = default["source_dice_drop"]
+    checks = {
+        "source drop <= 0.01" if drop is not None else "source drop (no counterpart)": (drop or 0) <= 0.01
+    }
     headroom = none["noc@85"] > 5  # the issue's "single-target streams with headroom"
     if r["stream"] == "mixed" or not headroom:
         checks["no harm (Dice@5 >= none - 0.01)"] = default["dice@5"] >= none["dice@5"] - 0.01
@@ -61,8 +79,10 @@ def _target_checks(r: dict) -> str:
         level = "noc@85" if none.get("reached@85", 1.0) >= 0.5 else "noc@80"
         checks[f"NoC@{level[4:]} -40 %"] = default[level] <= 0.6 * none[level]
         checks["Dice@5 >= none Dice@10"] = default["dice@5"] >= none["dice@10"]
-        baselines = [b for b in ("tent", "click-only") if b in m]
-        checks["beats TENT, click-only"] = bool(baselines) and all(
+        # "tent" is the one-step entropy baseline of results measured before entropy-min replaced it.
+        baselines = [b for b in ("entropy-min", "tent", "click-only") if b in m]
+        label = ", ".join(b.replace("tent", "TENT") for b in baselines) or "the baselines"
+        checks[f"beats {label}"] = bool(baselines) and all(
             default[f"dice@{k}"] > m[b][f"dice@{k}"] for b in baselines for k in (1, 5, 10)
         )
     return "; ".join(f"{name}: {'yes' if ok else 'NO'}" for name, ok in checks.items())
@@ -131,6 +151,7 @@ def write_report(results: dict[str, dict], output: Path) -> None:
         "# Online adaptation benchmark\n\n## Summary: no adaptation against the product default\n\n"
         + summary_table(everything)
         + "\n## Every method\n\n"
+        + (SOURCE_COLUMNS_NOTE + "\n\n" if any("benchmark_version" in r for r in everything.values()) else "")
         + markdown_table(everything)
         + "\n"
     )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from InteractiveAdaptLib.engine.click_simulation import error_clicks
-from InteractiveAdaptLib.engine.losses import CCG_SIGMA_PX, SegmentationLoss
+from InteractiveAdaptLib.engine.losses import CCG_REFERENCE_PIXELS, CCG_SIGMA_PX, SegmentationLoss
 from InteractiveAdaptLib.engine.predictor import ClickTuple, Predictor, PreparedSlice
 
 log = logging.getLogger(__name__)
@@ -30,13 +30,19 @@ class AdaptationConfig:
     # (benchmarks/results/adaptation.md: 'profiles' = 200).
     ccg_weight: float = 50.0
     ccg_sigma: float = CCG_SIGMA_PX
+    # CCG per this many pixels of a slice, whatever its size (None: the mean over the slice's pixels,
+    # which made one weight pull 4x less on a slice at 0.5 mm than at 1 mm).
+    ccg_reference_pixels: int | None = CCG_REFERENCE_PIXELS
     mid_interaction: bool = True
     post_interaction: bool = True
     mi_after_first_click: bool = True  # pull f(I, no clicks) towards the 1-click prediction too
     mi_scope: Literal["persistent", "case"] = "persistent"  # "case": MI weights dropped at case end
     pseudo_label: Literal["prediction", "prediction+clicks"] = "prediction"
     pi_stage2_clicks: int = 10
-    grad_clip: float = 1.0
+    # The product keeps the first click in PI stage 2 (up to 1 + 10 clicks); the paper's stage 2 has
+    # only the artificial clicks.
+    pi_stage2_first_click: bool = True
+    grad_clip: float | None = 1.0  # gradient-norm clipping of every step; None: none (the paper)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +64,7 @@ class OnlineAdapter:
         self.network = predictor.network
         self.config = config
         self.reset_optimizer()
-        self.loss = SegmentationLoss(ccg_weight=config.ccg_weight, ccg_sigma=config.ccg_sigma)
+        self.loss = SegmentationLoss(config.ccg_weight, config.ccg_sigma, config.ccg_reference_pixels)
         self.steps_applied = 0
         self.steps_rejected = 0
 
@@ -134,7 +140,8 @@ class OnlineAdapter:
             self.optimizer.zero_grad(set_to_none=True)
             return self._reject("gradient", logits)
         before = before if before is not None else self.snapshot()
-        torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grads_with_norm_(params, self.config.grad_clip, grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(torch.nn.utils.get_total_norm(list(self.network.parameters()))):
@@ -177,7 +184,11 @@ class OnlineAdapter:
         applied1, logits = self.step(prepared, [first], [first], accepted)
         stage1 = (logits[0, 1] > logits[0, 0]).cpu().numpy()
         extra = error_clicks(stage1, accepted.cpu().numpy(), self.config.pi_stage2_clicks, "random", rng)
-        clicks = [first] + [(float(r), float(c), p) for r, c, p in extra]
+        clicks = [(float(r), float(c), p) for r, c, p in extra]
+        if self.config.pi_stage2_first_click:
+            clicks = [first] + clicks
+        elif not clicks:  # the paper's stage 2 has nothing to click on when stage 1 is right
+            return int(applied1)
         applied2, _ = self.step(prepared, clicks, clicks, accepted)
         return int(applied1) + int(applied2)
 

@@ -462,10 +462,6 @@ class InteractiveSession:
             self._spare_snapshots.append(before)
         log.info("Undo went past the kept snapshots: replayed %d steps from the case start", len(self._steps))
 
-    def discard_pending(self) -> None:
-        """Drop the pending MI step (the paper runs none after the last click of a case)."""
-        self._pending = None
-
     def _trim_undo(self) -> None:
         # Old entries lose their weight snapshot first (memory stays bounded); clicks stay undoable.
         with_weights = [e for e in self._undo if e.weights is not None]
@@ -638,9 +634,11 @@ class InteractiveSession:
         return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
-        clicks = self.slice_clicks(key)
-        if clicks:
-            return clicks[0]
+        """PI stage 1's click: the slice's first positive click (the paper's first click is always
+        positive; a user may start with a negative one), else one at the accepted mask's centre."""
+        positive = [c for c in self.slice_clicks(key) if c[2]]
+        if positive:
+            return positive[0]
         if not mask.any():
             return None
         dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
