@@ -218,6 +218,29 @@ def test_reset_restores_every_touched_slice_and_finish_reads_back_corrections(ha
     assert [name for name, _ in h.session.calls][-3:] == ["start_case", "add_click", "learn_pending"]
 
 
+def test_finish_learns_slices_the_user_painted_without_clicking(harness, targets):
+    """A structure clicked on one axial slice and painted (as with the Segment Editor) on two others:
+    the painted slices reach the session too; the lines the clicked slice crosses do not."""
+    h = harness()
+    h.click("Axial", targets[0])
+    h.click("Sagittal", targets[2])  # a crossing slice: its writes are not painting
+    clicked = h.slice_of("Axial", targets[0])
+    axis, index = clicked
+    painted = {}
+    for offset in (2, 4):
+        key = (axis, index + offset)
+        mask = np.zeros_like(h.read(key))
+        mask[5:12, 6:14] = 1
+        mrml.write_slice(h.seg, h.segment_id, h.geometry, *key, mask)
+        painted[key] = mask
+    h.controller.finish_case(learn=True)
+    ((accepted, learn),) = h.session.finished
+    sagittal = h.slice_of("Sagittal", targets[2])
+    assert learn and set(accepted) == {clicked, sagittal, *painted}
+    for key, mask in painted.items():
+        np.testing.assert_array_equal(accepted[key], mask)
+
+
 def test_worker_thread_runs_the_session_and_the_scene_changes_on_poll(harness, views, targets):
     worker = Worker()
     try:

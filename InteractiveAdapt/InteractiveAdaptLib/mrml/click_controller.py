@@ -18,6 +18,7 @@ from InteractiveAdaptLib.interaction import CaseSession, Click, SliceKey, SliceP
 from InteractiveAdaptLib.mrml.markups import style_click_node
 from InteractiveAdaptLib.mrml.segments import (
     prepare_segmentation,
+    read_segment,
     read_slice,
     segment_or_error,
     segment_profile,
@@ -32,6 +33,8 @@ from InteractiveAdaptLib.mrml.slice_views import (
 from InteractiveAdaptLib.mrml.volume import volume_array, volume_geometry
 
 log = logging.getLogger(__name__)
+
+MAX_PAINTED_SLICES = 20  # painted (unclicked) slices learned per case: Finish stays quick
 
 
 @dataclass
@@ -112,6 +115,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         self._clock = 0  # counts slice writes
         self._last_write: dict[tuple[int, int], tuple[int, np.ndarray]] = {}  # (clock, content)
         self._started = False
+        self._start_segment: np.ndarray | None = None
         self._muted = 0
         for node, positive in ((positive_node, True), (negative_node, False)):
             style_click_node(node, positive)
@@ -126,6 +130,9 @@ class ClickController(slicer.util.VTKObservationMixin):
         """Hand the volume to the session; clicks placed before it finishes queue behind it."""
         volume = volume_array(self.volume_node)
         self._started = True
+        # The segment as the case found it: what the user paints from now on, outside the clicked
+        # slices, is found against it when the case is finished.
+        self._start_segment = read_segment(self.segmentation_node, self.segment_id, self.geometry)
         self.executor.submit(
             self.session.start_case,
             volume,
@@ -157,13 +164,34 @@ class ClickController(slicer.util.VTKObservationMixin):
         if self.session.case_open:
             self.session.reset_case()
 
-    def accepted_masks(self) -> dict[tuple[int, int], np.ndarray]:
-        """Each clicked slice as it is in the segment now (Segment Editor corrections included)."""
+    def accepted_masks(self) -> dict[SliceKey, np.ndarray]:
+        """Each clicked slice as it is in the segment now (Segment Editor corrections included), and the
+        slices the user painted in this case without clicking them, in the orientation they were
+        painted in (the engine learns a painted slice from a click at its centre). At most MAX_PAINTED_SLICES
+        painted slices, evenly spread, keep Finish quick."""
         keys = sorted({record.slice_key for record in self.records})
-        return {key: read_slice(self.segmentation_node, self.segment_id, self.geometry, *key) for key in keys}
+        accepted = {
+            key: read_slice(self.segmentation_node, self.segment_id, self.geometry, *key) for key in keys
+        }
+        if self._start_segment is None:
+            return accepted
+        current = read_segment(self.segmentation_node, self.segment_id, self.geometry)
+        painted = current != self._start_segment
+        for axis, index in keys:  # the controller's own writes are not painting
+            np.moveaxis(painted, axis, 0)[index] = False
+        # The orientation the user painted in: the one whose fewest slices hold all the painting.
+        touched = [np.flatnonzero(np.moveaxis(painted, a, 0).any(axis=(1, 2))) for a in range(3)]
+        axis = min(range(3), key=lambda a: len(touched[a]))
+        indices = touched[axis]
+        if len(indices) > MAX_PAINTED_SLICES:
+            indices = indices[np.linspace(0, len(indices) - 1, MAX_PAINTED_SLICES).round().astype(int)]
+        for index in indices:
+            accepted[(axis, int(index))] = np.take(current, int(index), axis).astype(np.uint8)
+        return accepted
 
     def finish_case(self, learn: bool = True, on_done: Callable[[Any], None] | None = None) -> None:
-        """Accept the case: post-interaction learning on the clicked slices as they are in the segment now."""
+        """Accept the case: post-interaction learning on the clicked (and painted) slices as they are in
+        the segment now."""
         try:
             accepted = self.accepted_masks()
         except CaseStateError:
@@ -171,7 +199,7 @@ class ClickController(slicer.util.VTKObservationMixin):
                 raise
             accepted = {}  # the segment is gone (e.g. the scene is closing): just end the case
         self._clear_points()
-        self._started = False
+        self._started, self._start_segment = False, None
         self.executor.submit(
             self.session.finish_case,
             accepted or None,
