@@ -124,7 +124,7 @@ def test_export_import_and_delete(root: Path, tmp_path: Path, capsys) -> None:
         (["show", "--site", "Hospital Z", "--profile", "Grey matter"], "There is no site named 'Hospital Z'"),
         (["show", "--site", "Hospital A", "--profile", "Hippocampus"], "Profiles there: 'Grey matter'"),
         (["show", "--site", "../..", "--profile", "Grey matter"], "site name"),
-        (["pin", "--site", "Hospital A", "--profile", "a/b", "--version", "1"], "contains '/'"),
+        (["pin", "--site", "Hospital A", "--profile", "a/b", "--version", "1"], "no profile 'a b'"),
         (
             ["rollback", "--site", "Hospital A", "--profile", "Grey matter", "--version", "7"],
             "Versions kept: 1, 2, 3",
@@ -159,3 +159,14 @@ def test_through_a_subprocess(root: Path) -> None:
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Hospital A" in done.stdout and "Dr Smith" in done.stdout
+
+
+def test_a_profile_can_be_named_as_its_segment_was(root: Path, capsys) -> None:
+    """`--profile` takes the segment's name too: the module's rule maps it to the saved profile."""
+    store = SiteStore(root)
+    profile = store.profile("Hospital A", "Tumor 1")  # where a segment "Tumor #1" learns
+    profile.save({"w": torch.zeros(4)}, None, base_sha256=BASE, cases_learned=1, clicks_learned=2)
+    code, out, _ = run(capsys, "show", "--root", root, "--site", "Hospital A", "--profile", "Tumor #1")
+    assert code == 0 and "profile 'Tumor 1'" in out
+    code, out, _ = run(capsys, "show", "--root", root, "--site", "Hospital A", "--profile", "Grey matter (L)")
+    assert code == 0 and "profile 'Grey matter'" in out

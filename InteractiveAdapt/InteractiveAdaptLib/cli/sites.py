@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 from InteractiveAdaptLib.errors import SiteStoreError
+from InteractiveAdaptLib.store.names import profile_name
 from InteractiveAdaptLib.store.profile_store import ProfileStore, VersionInfo
 from InteractiveAdaptLib.store.site_store import SiteStore, default_store_root
 
@@ -95,8 +96,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _existing_profile(store: SiteStore, site: str, name: str, user: str | None) -> ProfileStore:
-    profile = store.profile(site, name, user)
+    """The profile listed under `name`, else the one a segment called `name` learns in (the module's
+    rule: 'Tumor #1' -> 'Tumor 1', 'Hippocampus (L)' -> 'Hippocampus')."""
     store.require_site(site)
+    try:
+        profile = store.profile(site, name, user)
+    except SiteStoreError:
+        profile = None  # not a valid stored name as typed: the segment name rule may map it
+    if profile is None or not profile.exists():
+        profile = store.profile(site, profile_name(name), user)
     if not profile.exists():
         have = ", ".join(f"'{p}'" for p in store.profiles(site, user)) or "none"
         raise SiteStoreError(f"There is no {profile.label}. Profiles there: {have}.")
