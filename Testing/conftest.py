@@ -154,6 +154,17 @@ def add_slice_node(scene, name: str, orientation: str, through_ras=None):
     return node
 
 
+def tilt_slice_node(node, axis: str, degrees: float) -> None:
+    """Rotate a slice view about its own X or Y axis (an oblique view, as a user's reformat makes)."""
+    import vtk
+
+    tilt = vtk.vtkTransform()
+    getattr(tilt, f"Rotate{axis}")(degrees)
+    tilt.Concatenate(node.GetSliceToRAS())
+    node.GetSliceToRAS().DeepCopy(tilt.GetMatrix())
+    node.UpdateMatrices()
+
+
 def voxel_ras(spec: GeometrySpec, kji) -> np.ndarray:
     """RAS of the centre of voxel (k, j, i)."""
     k, j, i = kji

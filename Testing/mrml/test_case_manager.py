@@ -9,7 +9,7 @@ import dataclasses
 import numpy as np
 import pytest
 import vtk
-from conftest import add_slice_node, voxel_ras
+from conftest import add_slice_node, tilt_slice_node, voxel_ras
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -26,11 +26,7 @@ def _engine_click(kji, axis):
 
 def test_prepare_case_nodes_creates_what_is_missing_and_aligns_the_views(mri_scene):
     red = add_slice_node(mri_scene.scene, "Red", "Axial")
-    tilt = vtk.vtkTransform()
-    tilt.RotateY(15)
-    tilt.Concatenate(red.GetSliceToRAS())
-    red.GetSliceToRAS().DeepCopy(tilt.GetMatrix())
-    red.UpdateMatrices()
+    tilt_slice_node(red, "Y", 15)
     nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     assert nodes.segmentation.IsA("vtkMRMLSegmentationNode")
     assert nodes.segmentation.GetSegmentation().GetSegment(nodes.segment_id).GetName() == "Structure"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import vtk
-from conftest import GEOMETRIES, add_slice_node, add_volume, make_core, voxel_ras
+from conftest import GEOMETRIES, add_slice_node, add_volume, make_core, tilt_slice_node, voxel_ras
 
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.errors import InvalidClickError
@@ -63,11 +63,7 @@ def test_point_outside_the_volume_is_refused(mri_scene, offset_voxels):
 def test_oblique_view_is_refused_until_rotated_to_the_volume_plane(mri_scene):
     geometry = mrml.volume_geometry(mri_scene.volume)
     red = add_slice_node(mri_scene.scene, "Red", "Axial")
-    tilt = vtk.vtkTransform()
-    tilt.RotateX(20)
-    tilt.Concatenate(red.GetSliceToRAS())
-    red.GetSliceToRAS().DeepCopy(tilt.GetMatrix())
-    red.UpdateMatrices()
+    tilt_slice_node(red, "X", 20)
     with pytest.raises(InvalidClickError, match="Rotate to volume plane"):
         mrml.slice_axis(red, geometry)
     mrml.align_slice_views([red], mri_scene.volume)
