@@ -81,8 +81,22 @@ def methods(lr: float = 5e-5) -> dict[str, Method]:
             f"default-ccg{w:g}": Method(
                 f"default-ccg{w:g}", replace(default, ccg_weight=w), per_structure_profiles=True
             )
-            for w in (25.0, 100.0, 200.0)
+            for w in (25.0, 50.0, 100.0, 200.0)
         },
+        # The default's other departures from the paper, one undone at a time (order 0 only).
+        "default-no-first-click-mi": Method(
+            "default-no-first-click-mi",
+            replace(default, mi_after_first_click=False),
+            per_structure_profiles=True,
+        ),
+        "default-stage2-artificial-only": Method(
+            "default-stage2-artificial-only",
+            replace(default, pi_stage2_first_click=False),
+            per_structure_profiles=True,
+        ),
+        "default-no-clip": Method(
+            "default-no-clip", replace(default, grad_clip=None), per_structure_profiles=True
+        ),
         # Ablations behind the default (not part of the required set).
         "pi+mi-case-mi": Method("pi+mi-case-mi", replace(paper, mi_scope="case")),
         "pi+mi-lr1e-4": Method("pi+mi-lr1e-4", replace(paper, lr=1e-4)),
