@@ -146,15 +146,10 @@ def test_per_structure_profiles_learn_left_and_right_of_a_structure_in_one_profi
 
 def test_the_default_differs_from_the_papers_pi_and_mi_only_by_the_listed_product_choices():
     """The product's choices (docs/method.md, section 5): profiles per structure, CCG 25, MI after the
-    first click too, the first click kept in PI stage 2, gradient clipping at 1."""
+    first click too, gradient clipping at 1."""
     all_methods = methods()
     paper, default = all_methods["pi+mi"].adaptation, all_methods["default"].adaptation
-    choices = {
-        "ccg_weight": 25.0,
-        "mi_after_first_click": True,
-        "pi_stage2_first_click": True,
-        "grad_clip": 1.0,
-    }
+    choices = {"ccg_weight": 25.0, "mi_after_first_click": True, "grad_clip": 1.0}
     assert replace(paper, **choices) == default
     assert all_methods["default"].per_structure_profiles and not all_methods["pi+mi"].per_structure_profiles
 
