@@ -1,7 +1,7 @@
 """DICOM input through SimpleITK (GDCM): series listing and choice, checked 3D reading of a series or a
-(multi-frame) file. Writing lives in dicom_writer, stacking geometry in dicom_geometry.
+(multi-frame) file. Writing lives in dicom_writing, stacking geometry in dicom_geometry.
 
-Works on SimpleITK images (LPS geometry); `image_io` turns them into `Volume`s. pydicom is not needed.
+Works on SimpleITK images (LPS geometry); `io.volumes` turns them into `Volume`s. pydicom is not needed.
 """
 
 from __future__ import annotations
