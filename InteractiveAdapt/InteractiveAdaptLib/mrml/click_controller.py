@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,7 @@ class ClickRecord:
     snapshot: np.ndarray | None = None  # the slice just before this click's prediction was written
     snapshot_time: int = 0  # the controller's write clock when the snapshot was taken
     applied: bool = False
+    placed_at: float = 0.0  # time.perf_counter() when the point arrived: the user's wait starts there
 
     @property
     def slice_key(self) -> SliceKey:
@@ -117,6 +119,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         self._started = False
         self._start_segment: np.ndarray | None = None
         self._muted = 0
+        self.last_wait_ms: float | None = None  # click to mask in the segment, for the newest click
         for node, positive in ((positive_node, True), (negative_node, False)):
             style_click_node(node, positive)
             self.addObserver(
@@ -235,7 +238,7 @@ class ClickController(slicer.util.VTKObservationMixin):
             self._on_error(error, "")
             return
         caller.SetNthControlPointLocked(index, True)
-        record = ClickRecord(click, caller, point_id)
+        record = ClickRecord(click, caller, point_id, placed_at=time.perf_counter())
         self.records.append(record)
         if not self._started:
             self.start_case()
@@ -287,7 +290,9 @@ class ClickController(slicer.util.VTKObservationMixin):
             self._on_error(error, "")
             return
         record.applied = True
-        self._on_status(f"Segmented in {prediction.latency_ms:.0f} ms ({len(self.records)} clicks).")
+        # What the user waited: from the point's arrival to the mask written into the segment.
+        self.last_wait_ms = (time.perf_counter() - record.placed_at) * 1000
+        self._on_status(f"Segmented in {self.last_wait_ms:.0f} ms ({len(self.records)} clicks).")
 
     def _on_simple(self, result: Any) -> None:
         if result.error is not None:
