@@ -8,6 +8,7 @@ array axis fixed (0 = K, 1 = J, 2 = I) at an index, and (row, col) index `np.tak
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +53,7 @@ class CaseSummary:
     learn_ms: float
     version: int | None  # the site version saved, None when nothing was saved
     guard_reverted: bool = False  # the forgetting guard undid this case's post-interaction update
+    cancelled: bool = False  # the user stopped the learning: the case ended without it, nothing saved
 
 
 class CaseSession(Protocol):
@@ -82,7 +84,10 @@ class CaseSession(Protocol):
     def reset_case(self) -> None: ...
 
     def finish_case(
-        self, accepted: dict[SliceKey, np.ndarray] | None = None, learn: bool = True
+        self,
+        accepted: dict[SliceKey, np.ndarray] | None = None,
+        learn: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CaseSummary: ...
 
     def restart_profile_from_base(self, profile: str) -> None: ...

@@ -171,3 +171,65 @@ def test_drain_runs_callbacks_and_follow_up_jobs_until_idle(worker):
     assert not worker.drain(timeout=0.05)
     gate.set()
     assert worker.drain(timeout=5)
+
+
+def test_cancel_can_target_one_owner_or_some_jobs_and_leaves_the_others_queued(worker):
+    gate = threading.Event()
+    ran: list[str] = []
+    case, export = object(), "site export"
+    worker.submit(gate.wait, 5, owner=case, description="case: running")
+    worker.submit(ran.append, "case queued", owner=case)
+    export_job = worker.submit(ran.append, "export", owner=export)
+    other = worker.submit(ran.append, "untagged")
+    assert worker.cancel(owner=case) == 2  # resetting a case must not drop a queued export
+    assert worker.cancel(job_ids=[other.id]) == 1
+    assert worker.cancel(job_ids=[export_job.id], owner=case) == 0  # both filters must match
+    gate.set()
+    assert worker.wait_idle(5)
+    results = {r.job_id: r for r in worker.poll()}
+    assert ran == ["export"]
+    assert results[export_job.id].ok and results[other.id].cancelled
+    assert [r.cancelled for r in results.values()] == [True, True, False, True]
+
+
+def test_cancel_filters_are_keyword_only_so_a_signal_flag_cannot_become_one(worker):
+    with pytest.raises(TypeError):
+        worker.cancel(False)  # what Qt's clicked(bool) would pass to a connected slot
+
+
+def test_poll_can_wait_for_results_and_returns_early_when_nothing_is_pending(worker):
+    started = time.perf_counter()
+    assert worker.poll(wait_s=1.0) == []  # idle: no wait at all
+    assert time.perf_counter() - started < 0.5
+    worker.submit(time.sleep, 0.05, on_done=lambda r: None)
+    (result,) = worker.poll(wait_s=5.0)  # returns as soon as the only pending job is delivered
+    assert result.ok and not worker.busy
+    gate = threading.Event()
+    worker.submit(gate.wait, 5)
+    started = time.perf_counter()
+    assert worker.poll(wait_s=0.05) == []  # the budget bounds the wait
+    assert 0.04 < time.perf_counter() - started < 1.0
+    gate.set()
+    assert worker.drain(5)
+
+
+def test_tick_returns_a_short_interval_while_work_remains_and_a_long_one_when_idle(worker):
+    from InteractiveAdaptLib.app.worker import BUSY_INTERVAL_MS, IDLE_INTERVAL_MS
+
+    assert BUSY_INTERVAL_MS < IDLE_INTERVAL_MS
+    assert worker.tick() == IDLE_INTERVAL_MS
+    gate = threading.Event()
+    delivered: list[int] = []
+    worker.submit(gate.wait, 5, on_done=lambda r: delivered.append(r.job_id))
+    assert worker.tick(budget_s=0.01) == BUSY_INTERVAL_MS and not delivered
+    gate.set()
+    assert worker.tick(budget_s=5) == IDLE_INTERVAL_MS and delivered
+
+
+def test_inline_executor_accepts_owners_and_cancel_filters():
+    executor = InlineExecutor()
+    results = []
+    executor.submit(lambda: 1, owner="case", on_done=results.append)
+    assert results[0].value == 1
+    assert executor.cancel(owner="case") == 0 and executor.cancel(job_ids=[1]) == 0
+    assert executor.tick() > 0 and executor.poll(wait_s=1) == []

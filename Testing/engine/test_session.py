@@ -172,6 +172,26 @@ def test_dont_learn_and_reset_restore_the_case_start_weights(base, colin, tmp_pa
     assert store.profile("Test hospital", "brain").versions() == []
 
 
+def test_cancelled_finish_ends_the_case_without_learning_or_saving(base, colin, tmp_path):
+    store = SiteStore(tmp_path / "store")
+    session = make_session(base, store=store)
+    session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
+    start = weights(session)
+    session.add_click(brain_slice_click(colin))
+    session.add_click(Click(0, AXIAL, 40, 40, False))
+    accepted = {(0, AXIAL + n): colin.target_mask("brain")[AXIAL + n] for n in range(4)}
+    asked = []
+
+    def stop_after_two_slices() -> bool:  # the user presses Cancel while the third slice is learned
+        asked.append(1)
+        return len(asked) > 2
+
+    summary = session.finish_case(accepted, should_stop=stop_after_two_slices)
+    assert summary.cancelled and summary.version is None and summary.steps_applied == 0
+    assert same_weights(start, weights(session)) and not session.case_open
+    assert store.profile("Test hospital", "brain").versions() == []
+
+
 def test_case_local_mid_interaction_keeps_only_post_interaction(base, colin):
     session = make_session(base, mi_scope="case", post_interaction=False)
     session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)

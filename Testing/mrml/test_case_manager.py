@@ -24,15 +24,17 @@ def _engine_click(kji, axis):
     return Click(axis, int(kji[axis]), row, col, True)
 
 
-def test_prepare_case_nodes_creates_what_is_missing_and_aligns_the_views(mri_scene):
+def test_prepare_case_nodes_creates_what_is_missing_and_leaves_the_views_as_the_user_has_them(mri_scene):
     red = add_slice_node(mri_scene.scene, "Red", "Axial")
-    tilt_slice_node(red, "Y", 15)
+    tilt_slice_node(red, "Y", 15)  # the user's reformat: each P or N press used to undo it
+    before = mrml.slice_normal(red)
     nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    np.testing.assert_allclose(mrml.slice_normal(red), before)
     assert nodes.segmentation.IsA("vtkMRMLSegmentationNode")
     assert nodes.segmentation.GetSegmentation().GetSegment(nodes.segment_id).GetName() == "Structure"
     assert nodes.positive.GetAttribute(mrml.ROLE_ATTRIBUTE) == "positive"
     assert nodes.negative.GetAttribute(mrml.ROLE_ATTRIBUTE) == "negative"
-    assert mrml.slice_axis(red, mrml.volume_geometry(mri_scene.volume)) == mri_scene.spec.view_axis["Axial"]
+    assert nodes.segmentation.GetDisplayNode() is not None
     again = mrml.prepare_case_nodes(
         mri_scene.scene,
         mri_scene.volume,

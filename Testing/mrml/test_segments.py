@@ -107,10 +107,12 @@ def test_left_and_right_segments_of_a_structure_share_their_profile(make_segment
 
 
 def test_prepare_segmentation_sets_geometry_and_refuses_surfaces(mri_scene):
-    seg = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "bare")
+    seg = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "bare")  # as "Create new" makes it
+    assert seg.GetDisplayNode() is None
     mrml.prepare_segmentation(seg, mri_scene.volume)
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
     assert seg.GetNodeReference(role) is mri_scene.volume
+    assert seg.GetDisplayNode() is not None  # else "Segmented" is reported and nothing shows
     surface = mri_scene.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "surface")
     surface.GetSegmentation().SetSourceRepresentationName("Closed surface")
     surface.GetSegmentation().AddEmptySegment("", "s")

@@ -1,8 +1,18 @@
-"""One background thread for torch work, so the Slicer GUI never freezes.
+"""One background thread for torch work, so the Slicer GUI never freezes, and the main-thread side that
+lets that thread run at full speed inside Slicer.
 
 Jobs run one at a time in submission order. Every job ends as exactly one `JobResult` in the output
-queue (value, error or cancelled), which the GUI drains from its main thread with `poll()` (the
-module calls it from a qt.QTimer); callbacks given at submission run there, never on the worker.
+queue (value, error or cancelled), which the GUI takes from its main thread with `poll()` or `tick()`;
+callbacks given at submission run there, never on the worker.
+
+Inside Slicer the main thread holds Python's GIL while its Qt event loop is idle, so the worker thread
+only runs while the main thread executes Python and lets go of the GIL: with a plain 50 ms poll, one
+forward pass took about 1 s instead of 0.05-0.1 s. So the module's QTimer calls `tick()`: while jobs
+are pending it waits for their results in a call that releases the GIL (a queue wait with a timeout),
+for at most `TICK_BUDGET_S`, delivering each result as it arrives, then returns to the event loop so
+that the GUI stays responsive; its return value is the timer's next interval (short while busy, long
+while idle). `wake`, if set, is called when a job is submitted from the main thread, so that the timer
+can tick at once instead of at the end of an idle interval.
 """
 
 from __future__ import annotations
@@ -13,13 +23,22 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 ResultCallback = Callable[["JobResult"], None]
+
+# Longest the main thread waits for results in one tick: the worker runs freely meanwhile, and the GUI
+# is back in its event loop after this plus the callbacks' own time.
+TICK_BUDGET_S = 0.035
+# The GUI timer's interval while jobs are pending: short, because the worker is held up while the
+# event loop idles (the GIL is not released there).
+BUSY_INTERVAL_MS = 5
+# The GUI timer's interval with nothing to do (a submit from the main thread wakes the timer anyway).
+IDLE_INTERVAL_MS = 50
 
 
 class JobCancelled(Exception):
@@ -37,6 +56,7 @@ class Job:
     kwargs: dict[str, Any]
     on_done: ResultCallback | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
+    owner: Any = None  # who submitted it (e.g. a case's controller): `cancel(owner=...)` picks its jobs
 
     @property
     def cancel_requested(self) -> bool:
@@ -63,8 +83,25 @@ class JobResult:
         return self.error is None and not self.cancelled
 
 
+def _matches(job: Job, job_ids: set[int] | None, owner: Any) -> bool:
+    """True if the job is one of `job_ids` (when given) and belongs to `owner` (when given)."""
+    if job_ids is not None and job.id not in job_ids:
+        return False
+    return owner is None or job.owner is owner or job.owner == owner
+
+
+def _deliver(result: JobResult) -> None:
+    """Run the result's callback; a failing callback is logged and never stops the next results."""
+    if result.on_done is None:
+        return
+    try:
+        result.on_done(result)
+    except Exception:
+        log.exception("The callback of job %d (%s) failed", result.job_id, result.description)
+
+
 class Worker:
-    """A single worker thread with an ordered input queue and a polled output queue."""
+    """A single worker thread with an ordered input queue and an output queue the main thread drains."""
 
     def __init__(self, name: str = "InteractiveAdapt worker") -> None:
         self._inbox: queue.Queue[Job | None] = queue.Queue()
@@ -74,6 +111,10 @@ class Worker:
         self._pending: dict[int, Job] = {}  # submitted, not yet finished (includes the running one)
         self._running: Job | None = None
         self._closed = False
+        self._main_thread = threading.get_ident()  # the GUI thread: the one that creates the worker
+        # Called (on the main thread) after a job is submitted there, e.g. to restart the GUI's timer
+        # at once; never from the worker thread, where GUI objects must not be touched.
+        self.wake: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -86,41 +127,83 @@ class Worker:
         description: str = "",
         on_done: ResultCallback | None = None,
         pass_cancel_event: bool = False,
+        owner: Any = None,
         **kwargs: Any,
     ) -> Job:
-        """Queue `fn(*args, **kwargs)`; with pass_cancel_event it also receives `cancel_event=`."""
+        """Queue `fn(*args, **kwargs)`; with pass_cancel_event it also receives `cancel_event=`.
+
+        `owner` tags the job (any object, e.g. the controller of a case) so that `cancel(owner=...)`
+        stops only that owner's jobs.
+        """
         with self._lock:
             if self._closed:
                 raise RuntimeError("The worker has been shut down; no more jobs can be submitted.")
             job = Job(
-                next(self._ids), description or getattr(fn, "__name__", "job"), fn, args, kwargs, on_done
+                next(self._ids),
+                description or getattr(fn, "__name__", "job"),
+                fn,
+                args,
+                kwargs,
+                on_done,
+                owner=owner,
             )
             if pass_cancel_event:
                 job.kwargs["cancel_event"] = job.cancel_event
             self._pending[job.id] = job
         self._inbox.put(job)
+        if self.wake is not None and threading.get_ident() == self._main_thread:
+            try:
+                self.wake()
+            except Exception:
+                log.exception("Waking the main loop after job %d failed", job.id)
         return job
 
-    def poll(self, max_results: int | None = None) -> list[JobResult]:
-        """Take finished results (in order) and run their callbacks in the calling (GUI) thread."""
+    def poll(self, max_results: int | None = None, wait_s: float = 0.0) -> list[JobResult]:
+        """Take finished results (in order) and run their callbacks in the calling (GUI) thread.
+
+        Args:
+            max_results: stop after this many results (all that are there when None).
+            wait_s: while jobs are pending, wait up to this long in total for their results, releasing
+                the GIL meanwhile so that the worker runs even where the caller's event loop holds it
+                (Slicer); callbacks run as results arrive and count against this time. 0 never waits.
+
+        Returns:
+            The results taken, in submission order.
+        """
+        deadline = time.monotonic() + wait_s
         results: list[JobResult] = []
         while max_results is None or len(results) < max_results:
+            # Read before looking at the outbox: the worker queues a result before it forgets the job,
+            # so with nothing pending here, every result is already in the outbox.
+            pending = self.busy
+            remaining = deadline - time.monotonic()
             try:
-                result = self._outbox.get_nowait()
+                if pending and remaining > 0:
+                    result = self._outbox.get(timeout=remaining)  # releases the GIL while it waits
+                else:
+                    result = self._outbox.get_nowait()
             except queue.Empty:
                 break
             results.append(result)
-            if result.on_done is not None:
-                try:
-                    result.on_done(result)
-                except Exception:
-                    log.exception("The callback of job %d (%s) failed", result.job_id, result.description)
+            _deliver(result)
         return results
 
-    def cancel(self) -> int:
-        """Drop every job not started yet and ask the running one to stop; returns how many were touched."""
+    def tick(self, budget_s: float = TICK_BUDGET_S) -> int:
+        """The GUI timer's callback: deliver results, waiting for them up to `budget_s` while jobs are
+        pending; returns the interval in ms until the next tick (short while work remains)."""
+        self.poll(wait_s=budget_s)
+        return BUSY_INTERVAL_MS if self.busy or not self._outbox.empty() else IDLE_INTERVAL_MS
+
+    def cancel(self, *, job_ids: Iterable[int] | None = None, owner: Any = None) -> int:
+        """Drop the matching jobs not started yet and ask the matching running one to stop; returns how
+        many were touched. Without filters every job matches; with both, a job must match both.
+
+        The filters are keyword-only: Qt's `clicked(bool)` signal connected to `cancel` must not pass
+        its flag as a filter.
+        """
+        ids = None if job_ids is None else set(job_ids)
         with self._lock:
-            jobs = list(self._pending.values())
+            jobs = [job for job in self._pending.values() if _matches(job, ids, owner)]
             for job in jobs:
                 job.cancel_event.set()
         return len(jobs)
@@ -150,11 +233,10 @@ class Worker:
         """Poll (running callbacks) until no job is left; `tick` runs between waits (e.g. processEvents)."""
         deadline = time.monotonic() + timeout
         while True:
-            self.wait_idle(0.02)
-            delivered = self.poll()  # callbacks may submit follow-up jobs
+            delivered = self.poll(wait_s=0.02)  # callbacks may submit follow-up jobs
             if tick is not None:
                 tick()
-            if not self.busy and not delivered:
+            if not self.busy and not delivered and self._outbox.empty():
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -217,6 +299,7 @@ class InlineExecutor:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
+        self.wake: Callable[[], None] | None = None  # never called: nothing is ever left to deliver
 
     def submit(
         self,
@@ -225,10 +308,19 @@ class InlineExecutor:
         description: str = "",
         on_done: ResultCallback | None = None,
         pass_cancel_event: bool = False,
+        owner: Any = None,
         **kwargs: Any,
     ) -> Job:
         """Run `fn` now and call `on_done` with its result before returning."""
-        job = Job(next(self._ids), description or getattr(fn, "__name__", "job"), fn, args, kwargs, on_done)
+        job = Job(
+            next(self._ids),
+            description or getattr(fn, "__name__", "job"),
+            fn,
+            args,
+            kwargs,
+            on_done,
+            owner=owner,
+        )
         if pass_cancel_event:
             job.kwargs["cancel_event"] = job.cancel_event
         result = JobResult(job.id, job.description)
@@ -245,11 +337,15 @@ class InlineExecutor:
             on_done(result)
         return job
 
-    def poll(self, max_results: int | None = None) -> list[JobResult]:
+    def poll(self, max_results: int | None = None, wait_s: float = 0.0) -> list[JobResult]:
         """Nothing is ever waiting."""
         return []
 
-    def cancel(self) -> int:
+    def tick(self, budget_s: float = TICK_BUDGET_S) -> int:
+        """Nothing to deliver: the idle interval."""
+        return IDLE_INTERVAL_MS
+
+    def cancel(self, *, job_ids: Iterable[int] | None = None, owner: Any = None) -> int:
         """Nothing can be pending."""
         return 0
 

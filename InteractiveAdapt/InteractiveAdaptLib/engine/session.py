@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -563,7 +564,10 @@ class InteractiveSession:
         release_freed_memory()
 
     def finish_case(
-        self, accepted: dict[SliceKey, np.ndarray] | None = None, learn: bool = True
+        self,
+        accepted: dict[SliceKey, np.ndarray] | None = None,
+        learn: bool = True,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CaseSummary:
         """Accept the case: PI on every edited slice with the accepted masks, then save the site version.
 
@@ -575,6 +579,8 @@ class InteractiveSession:
                 manual corrections count); None accepts the predictions as they are. A slice that was
                 only painted gets a synthetic first click at its mask's centre.
             learn: False closes the case without learning: its MI steps are undone, nothing is saved.
+            should_stop: asked between post-interaction steps (the GUI's Cancel); once it answers True
+                the case ends as with learn=False and the summary says it was cancelled.
 
         Returns:
             What was learned, and the version saved (None when nothing was saved).
@@ -599,8 +605,12 @@ class InteractiveSession:
         guard_before = pre_pi = None
         if learn and self.config.adaptation.post_interaction and self.guard is not None:
             guard_before, pre_pi = self.guard.score(self.predictor), self.adapter.snapshot()
+        cancelled = False
         if learn and self.config.adaptation.post_interaction:
             for key, mask in masks.items():
+                if should_stop is not None and should_stop():
+                    cancelled = True
+                    break
                 mask = np.asarray(mask).astype(bool)
                 first = self._first_click(key, mask)
                 if first is None:
@@ -611,6 +621,9 @@ class InteractiveSession:
                     prepared, prepared.to_grid([first])[0], labels, self.rng
                 )
                 slices += 1
+        if cancelled or (learn and should_stop is not None and should_stop()):
+            self.adapter.restore(self._case_start)  # as if closed without learning
+            learn, cancelled, steps, slices = False, True, 0, 0
         reverted = False
         if guard_before is not None and steps:
             after = self.guard.score(self.predictor)
@@ -631,7 +644,7 @@ class InteractiveSession:
         self._volume = None
         self._reset_case_state()
         release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case
-        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted)
+        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted, cancelled)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
         """PI stage 1's click: the slice's first positive click (the paper's first click is always

@@ -29,6 +29,7 @@ from InteractiveAdaptLib.mrml.markups import (
     stop_placing,
     style_click_node,
 )
+from InteractiveAdaptLib.mrml.point_placer import CLICK_TOLERANCE_PX, PointPlacer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
     ensure_segment,
@@ -36,6 +37,7 @@ from InteractiveAdaptLib.mrml.segments import (
     read_segment,
     read_slice,
     segment_profile,
+    segmentation_of,
     write_slice,
 )
 from InteractiveAdaptLib.mrml.slice_views import (
@@ -51,9 +53,12 @@ from InteractiveAdaptLib.mrml.slice_views import (
     slice_normal,
 )
 from InteractiveAdaptLib.mrml.volume import VolumeGeometry, check_scalar_volume, volume_array, volume_geometry
+from InteractiveAdaptLib.mrml.workflow import COMMON_STRUCTURES, Workflow, show_volume
 
 __all__ = [
     "ANGLE_TOLERANCE_DEG",
+    "CLICK_TOLERANCE_PX",
+    "COMMON_STRUCTURES",
     "NEGATIVE_COLOR",
     "PLANE_TOLERANCE_MM",
     "POSITIVE_COLOR",
@@ -63,8 +68,10 @@ __all__ = [
     "ClickController",
     "ClickRecord",
     "ErrorCallback",
+    "PointPlacer",
     "StatusCallback",
     "VolumeGeometry",
+    "Workflow",
     "align_slice_views",
     "check_scalar_volume",
     "create_click_nodes",
@@ -80,6 +87,8 @@ __all__ = [
     "read_segment",
     "read_slice",
     "segment_profile",
+    "segmentation_of",
+    "show_volume",
     "slice_axis",
     "slice_nodes",
     "slice_normal",

@@ -17,7 +17,6 @@ from InteractiveAdaptLib.mrml.segments import (
     prepare_segmentation,
     segment_profile,
 )
-from InteractiveAdaptLib.mrml.slice_views import align_slice_views, slice_nodes
 from InteractiveAdaptLib.mrml.volume import check_scalar_volume
 
 
@@ -40,14 +39,14 @@ def prepare_case_nodes(
     positive_node: Any = None,
     negative_node: Any = None,
 ) -> CaseNodes:
-    """Check the volume, create what is missing (segmentation, segment, click lists), align the views."""
+    """Check the volume and create what is missing (segmentation, segment, click lists). The views are
+    left as the user has them (the workflow turns them to the image planes once, when a patient opens)."""
     check_scalar_volume(volume_node)
     segmentation_node = segmentation_node or create_segmentation(scene, volume_node)
     prepare_segmentation(segmentation_node, volume_node)
     segment_id = ensure_segment(segmentation_node, segment_id)
     if positive_node is None or negative_node is None:
         positive_node, negative_node = create_click_nodes(scene)
-    align_slice_views(slice_nodes(scene), volume_node)
     return CaseNodes(volume_node, segmentation_node, segment_id, positive_node, negative_node)
 
 

@@ -204,12 +204,17 @@ class ClickController(slicer.util.VTKObservationMixin):
         self._clear_points()
         self._started, self._start_segment = False, None
         self.executor.submit(
-            self.session.finish_case,
+            self._finish_session,
             accepted or None,
-            learn=learn,
+            learn,
             description="Learning from the finished case" if learn else "Finishing the case",
             on_done=on_done or self._on_simple,
+            pass_cancel_event=True,
         )
+
+    def _finish_session(self, accepted: dict | None, learn: bool, cancel_event: Any) -> Any:
+        """Worker thread: finish the case; the Cancel button stops its learning between steps."""
+        return self.session.finish_case(accepted, learn=learn, should_stop=cancel_event.is_set)
 
     def cleanup(self) -> None:
         """Stop observing the point lists."""
@@ -223,9 +228,21 @@ class ClickController(slicer.util.VTKObservationMixin):
     # ------------------------------------------------------------ markups events
 
     @calldata_type(vtk.VTK_INT)
-    def _on_point_defined(self, caller: Any, event: Any, index: int) -> None:
+    def _on_point_defined(self, caller: Any, event: Any, index: int | None = None) -> None:
         if self._muted:
             return
+        if index is not None:
+            self._add_point(caller, index)
+            return
+        # Points defined inside a modify block arrive as one event without an index: take every
+        # defined point of the list that is not a click yet.
+        known = {r.point_id for r in self.records if r.node is caller}
+        for n in range(caller.GetNumberOfControlPoints()):
+            defined = caller.GetNthControlPointPositionStatus(n) == caller.PositionDefined
+            if defined and caller.GetNthControlPointID(n) not in known:
+                self._add_point(caller, n)
+
+    def _add_point(self, caller: Any, index: int) -> None:
         positive = caller is self.positive_node
         point_id = caller.GetNthControlPointID(index)
         ras = caller.GetNthControlPointPositionWorld(index)

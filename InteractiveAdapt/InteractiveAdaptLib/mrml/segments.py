@@ -29,6 +29,16 @@ def create_segmentation(scene: Any, volume_node: Any, name: str = "") -> Any:
     return node
 
 
+def segmentation_of(scene: Any, volume_node: Any) -> Any:
+    """The segmentation made on this volume (its reference geometry), or None."""
+    role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSegmentationNode")):
+        node = scene.GetNthNodeByClass(n, "vtkMRMLSegmentationNode")
+        if node.GetNodeReference(role) is volume_node:
+            return node
+    return None
+
+
 def ensure_segment(segmentation_node: Any, segment_id: str | None, name: str = "Structure") -> str:
     """`segment_id` if the segmentation has it, else the id of a new empty segment called `name`."""
     segmentation = segmentation_node.GetSegmentation()
@@ -47,8 +57,16 @@ def prepare_segmentation(segmentation_node: Any, volume_node: Any) -> None:
             "Put both under the same transform (Transforms module) or harden the transforms."
         )
     role = slicer.vtkMRMLSegmentationNode.GetReferenceImageGeometryReferenceRole()
-    if segmentation_node.GetNodeReference(role) is None:
+    reference = segmentation_node.GetNodeReference(role)
+    if reference is None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(volume_node)
+    elif reference is not volume_node:  # another patient's (or series') segmentation: never write into it
+        raise CaseStateError(
+            f"'{segmentation_node.GetName()}' belongs to '{node_name(reference)}', not to "
+            f"'{node_name(volume_node)}'. Choose '{node_name(volume_node)}' again to work on its own segmentation."
+        )
+    if segmentation_node.GetDisplayNode() is None:  # e.g. made by a node selector's "Create new"
+        segmentation_node.CreateDefaultDisplayNodes()
     segmentation = segmentation_node.GetSegmentation()
     if segmentation.GetSourceRepresentationName() != _BINARY_LABELMAP:
         if segmentation.GetNumberOfSegments() == 0:

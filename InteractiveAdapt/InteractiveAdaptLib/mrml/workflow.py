@@ -1,0 +1,305 @@
+"""What the module's panel does, without Qt: one patient (volume) at a time with its own segmentation,
+structures named by the user (each name picks a learning profile), and no clicks dropped without asking.
+
+The module wires its widgets to these methods and shows what they report; the tests drive the same
+methods on a real scene with real mouse clicks. Questions go through `ask` (a Yes/No dialog in Slicer),
+short news through `on_status` (the status line), and unexpected failures through `on_error`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.interaction import CaseSession
+from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
+from InteractiveAdaptLib.mrml.markups import create_click_nodes
+from InteractiveAdaptLib.mrml.segments import (
+    create_segmentation,
+    prepare_segmentation,
+    segment_profile,
+    segmentation_of,
+)
+from InteractiveAdaptLib.mrml.slice_views import align_slice_views, slice_nodes
+from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name
+
+# Offered in the structure name box; any other name can be typed. A side in the name ("(L)", "left")
+# shares the profile of the structure.
+COMMON_STRUCTURES = (
+    "Brain",
+    "Hippocampus",
+    "Amygdala",
+    "Caudate",
+    "Putamen",
+    "Thalamus",
+    "Lateral ventricle",
+    "Grey matter",
+    "White matter",
+    "Cerebellum",
+    "Brainstem",
+    "Tumour",
+    "Oedema",
+)
+
+Ask = Callable[[str], bool]
+
+
+class Workflow:
+    """The clinician's workflow on a scene: choose a patient, name structures, click, finish, roll back."""
+
+    def __init__(
+        self,
+        scene: Any,
+        executor: Any,
+        open_session: Callable[[Any], CaseSession],
+        settings: Any,
+        ask: Ask,
+        on_status: Callable[[str], None],
+        on_error: Callable[[BaseException, str], None],
+    ) -> None:
+        self.scene = scene
+        self.executor = executor
+        self.settings = settings
+        self.cases = CaseManager(executor, open_session)
+        self._ask, self._status, self._error = ask, on_status, on_error
+        self.volume: Any = None
+        self.segmentation: Any = None
+        self.segment_id = ""
+        self.positive: Any = None
+        self.negative: Any = None
+
+    # ------------------------------------------------------------ patient
+
+    def set_volume(self, volume: Any) -> bool:
+        """Make `volume` the patient being segmented: its own segmentation (found or created, named after
+        it), shown in the views. False if the user kept the open case instead."""
+        if volume is self.volume:
+            return True
+        if volume is not None:
+            check_scalar_volume(volume)
+        if not self._may_drop_clicks(f"open '{node_name(volume)}'" if volume is not None else "close it"):
+            return False
+        self.cases.close(learn=False)
+        self.volume, self.segmentation, self.segment_id = volume, None, ""
+        if volume is None:
+            return True
+        self.segmentation = segmentation_of(self.scene, volume) or create_segmentation(self.scene, volume)
+        prepare_segmentation(self.segmentation, volume)
+        ids = self._segment_ids()
+        self.segment_id = ids[0] if ids else ""
+        show_volume(self.scene, volume)
+        self._status(f"'{node_name(volume)}' is open. Add or choose the structure to segment.")
+        return True
+
+    # ------------------------------------------------------------ structures
+
+    def structures(self) -> list[tuple[str, str]]:
+        """(segment id, name) of the patient's structures, in the segmentation's order."""
+        if self.segmentation is None:
+            return []
+        segmentation = self.segmentation.GetSegmentation()
+        return [(sid, segmentation.GetSegment(sid).GetName()) for sid in self._segment_ids()]
+
+    @property
+    def structure_name(self) -> str:
+        """The name of the structure being segmented ('' when none)."""
+        return dict(self.structures()).get(self.segment_id, "")
+
+    def add_structure(self, name: str) -> bool:
+        """A new structure of this patient, named `name`, becomes the one segmented (an existing one of
+        that name is chosen instead). False if the user kept the open case."""
+        name = " ".join(str(name).split())
+        if not name:
+            raise CaseStateError("Type the structure's name first, for example 'Hippocampus (L)'.")
+        self._require_volume()
+        for segment_id, existing in self.structures():
+            if existing.lower() == name.lower():
+                return self.select_structure(segment_id)
+        if not self._may_drop_clicks(f"add '{name}'"):
+            return False
+        self.cases.close(learn=False)
+        self.segment_id = self.segmentation.GetSegmentation().AddEmptySegment("", name)
+        self._status(f"'{name}' added: place positive points inside it.")
+        return True
+
+    def select_structure(self, segment_id: str) -> bool:
+        """Segment another structure of this patient. False if the user kept the open case."""
+        if segment_id == self.segment_id:
+            return True
+        if segment_id not in self._segment_ids():
+            raise CaseStateError("That structure no longer exists. Choose or add another one.")
+        if not self._may_drop_clicks("switch structure"):
+            return False
+        self.cases.close(learn=False)
+        self.segment_id = segment_id
+        return True
+
+    def step_structure(self, step: int) -> bool:
+        """The next (step=1) or previous (step=-1) structure, wrapping around."""
+        ids = self._segment_ids()
+        if not ids:
+            return False
+        position = ids.index(self.segment_id) if self.segment_id in ids else -step
+        return self.select_structure(ids[(position + step) % len(ids)])
+
+    def rename_structure(self, name: str) -> bool:
+        """Rename the structure being segmented; its learning profile follows the new name. A case with
+        clicks ends first (asked), so one case never teaches two profiles."""
+        name = " ".join(str(name).split())
+        if not name:
+            raise CaseStateError("Type the new name first.")
+        if not self.segment_id:
+            raise CaseStateError("Choose the structure to rename first.")
+        if not self._may_drop_clicks("rename it"):
+            return False
+        self.cases.close(learn=False)
+        self.segmentation.GetSegmentation().GetSegment(self.segment_id).SetName(name)
+        return True
+
+    @property
+    def profile(self) -> str:
+        """The learning profile of the structure being segmented ('' when none)."""
+        if not self.segment_id:
+            return ""
+        return segment_profile(self.segmentation, self.segment_id)
+
+    def profile_summary(self) -> str:
+        """One line on what the structure's profile has learned, for the panel."""
+        if not self.segment_id:
+            return "Add or choose a structure to see what its learning profile knows."
+        session = self.session()
+        return f"'{self.structure_name}' learns in profile '{self.profile}'. {session.provenance(self.profile)}"
+
+    def version_choices(self) -> list[tuple[str, int]]:
+        """The structure's saved versions (newest first), then the shipped base model."""
+        if not self.segment_id:
+            return []
+        return self.session().version_choices(self.profile)
+
+    def session(self) -> CaseSession:
+        """The engine session for the current settings (opened on first use)."""
+        return self.cases.session_for(self.settings)
+
+    # ------------------------------------------------------------ clicks
+
+    def prepare_case(self, on_status: Callable[[str], None] | None = None) -> CaseNodes:
+        """Open the case on the current patient and structure (a case already open goes on)."""
+        self._require_volume()
+        if not self.segment_id:
+            raise CaseStateError("Add the structure you segment first: type its name and press Add.")
+        if self.positive is None or self.scene.GetNodeByID(self.positive.GetID() or "") is None:
+            self.positive, self.negative = create_click_nodes(self.scene)
+        nodes = CaseNodes(self.volume, self.segmentation, self.segment_id, self.positive, self.negative)
+        self.cases.prepare(
+            self.scene, self.settings, nodes, on_error=self._case_error, on_status=on_status or self._status
+        )
+        return nodes
+
+    @property
+    def clicks(self) -> int:
+        """Clicks of the open case."""
+        controller = self.cases.controller
+        return len(controller.records) if controller is not None else 0
+
+    def undo(self) -> None:
+        """Undo the newest click."""
+        controller = self.cases.controller
+        if not (controller and controller.undo_last()):
+            self._status("There is no click to undo.")
+
+    def finish(self, learn: bool, on_done: Callable[[Any], None] | None = None) -> None:
+        """Accept the case (learning from it unless `learn` is False); the Cancel button stops the
+        learning, and then nothing is learned or saved."""
+        controller = self.cases.controller
+        if not controller or not controller.records:
+            self._status("Place at least one point before finishing the case.")
+            return
+
+        def done(result: Any) -> None:
+            if result.error is not None:
+                self._error(result.error, result.traceback)
+            elif result.cancelled or result.value is None or result.value.cancelled:
+                self._status("Learning cancelled: the case ended without learning; the segment stays.")
+            else:
+                s = result.value
+                saved = f"saved version {s.version} of '{self.profile}'" if s.version else "nothing saved"
+                self._status(f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}.")
+            if on_done is not None:
+                on_done(result)
+
+        controller.finish_case(learn=learn, on_done=done)
+
+    def reset(self) -> None:
+        """Forget the case's clicks; the clicked slices go back as they were."""
+        if self.cases.controller:
+            self.cases.controller.reset_case()
+            self._status("Case reset: the clicked slices are back as they were.")
+
+    def rollback(self, version: int, on_done: Callable[[Any], None] | None = None) -> bool:
+        """Make `version` (0 = shipped model) current for this structure's profile only. False if the user
+        kept the open case."""
+        if not self.segment_id:
+            raise CaseStateError("Choose the structure whose learning to roll back.")
+        if not self._may_drop_clicks("roll back"):
+            return False
+        self.cases.close(learn=False)
+        profile, session = self.profile, self.session()
+        label = f"version {version}" if version else "the shipped model"
+
+        def done(result: Any) -> None:
+            if result.error is not None:
+                self._error(result.error, result.traceback)
+            elif result.cancelled:
+                self._status(f"Rollback cancelled: '{profile}' keeps its version.")
+            else:
+                self._status(f"'{profile}' rolled back to {label}.")
+            if on_done is not None:
+                on_done(result)
+
+        self.executor.submit(
+            session.rollback, profile, int(version), description="Rolling back the model", on_done=done
+        )
+        return True
+
+    def close(self) -> None:
+        """The scene is closing: end the case without learning and forget its nodes."""
+        self.cases.close(learn=False)
+        self.volume = self.segmentation = self.positive = self.negative = None
+        self.segment_id = ""
+
+    # ------------------------------------------------------------ helpers
+
+    def _may_drop_clicks(self, action: str) -> bool:
+        n = self.clicks
+        if not n:
+            return True
+        structure = self.structure_name or "the structure"
+        patient = node_name(self.volume)
+        return self._ask(
+            f"The open case ({structure} on '{patient}') has {n} click{'s' if n > 1 else ''} not yet "
+            f"finished. To {action}, the clicks are dropped without learning (the segment stays as it is). "
+            "Drop them?"
+        )
+
+    def _case_error(self, error: BaseException, traceback: str) -> None:
+        if isinstance(error, InvalidClickError):
+            self._status(str(error))  # a rejected click: say why in the status line, no dialog
+        else:
+            self._error(error, traceback)
+
+    def _require_volume(self) -> None:
+        if self.volume is None or self.segmentation is None:
+            raise CaseStateError("Choose the MRI volume first (Inputs > Input volume).")
+
+    def _segment_ids(self) -> list[str]:
+        segmentation = self.segmentation.GetSegmentation()
+        return [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
+
+
+def show_volume(scene: Any, volume: Any) -> None:
+    """Show the volume in every slice view, turned to its own image planes (once per patient, so a view
+    the user reformats later stays as the user left it)."""
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode").SetBackgroundVolumeID(volume.GetID())
+    align_slice_views(slice_nodes(scene), volume)
