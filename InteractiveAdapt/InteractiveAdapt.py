@@ -3,9 +3,7 @@ behaviour lives in InteractiveAdaptLib; its torch imports wait until the depende
 
 import logging
 import tempfile
-from pathlib import Path
 
-import numpy as np
 import qt
 import slicer
 import vtk
@@ -24,6 +22,7 @@ from InteractiveAdaptLib.app import settings as prefs
 from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
 from InteractiveAdaptLib.model.location import find_base_model_dir
+from InteractiveAdaptLib.mrml.self_test import run_self_test
 
 MODIFIED = vtk.vtkCommand.ModifiedEvent
 SHORTCUTS = {"positivePointButton": "P", "negativePointButton": "N", "undoButton": "Ctrl+Z"}
@@ -70,11 +69,12 @@ class InteractiveAdapt(ScriptedLoadableModule):
 @parameterNodeWrapper
 class InteractiveAdaptParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
+    learnFromCase: bool = True
+    # Kept by the scene (saved with it) so that a reopened module finds the patient's nodes again.
     segmentation: slicer.vtkMRMLSegmentationNode
     segmentID: str = ""
     positivePoints: slicer.vtkMRMLMarkupsFiducialNode
     negativePoints: slicer.vtkMRMLMarkupsFiducialNode
-    learnFromCase: bool = True
 
 
 class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -90,7 +90,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = InteractiveAdaptLogic()
+        self.logic = InteractiveAdaptLogic(ask=self.ask, onStatus=self.setStatus, onError=self.showError)
+        self.workflow = self.logic.workflow
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         interaction = slicer.app.applicationLogic().GetInteractionNode()
@@ -99,15 +100,26 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.negativePointButton.toggled.connect(lambda on: self.onPlace(False, on))
         for name, slot in [("undoButton", self.onUndo), ("finishCaseButton", self.onFinish), ("resetCaseButton", self.onReset),
                            ("rollbackButton", self.onRollback), ("exportSiteButton", self.onExport),
-                           ("cancelButton", self.logic.worker.cancel)]:  # fmt: skip
+                           ("cancelButton", self.onCancel), ("addStructureButton", self.onAddStructure),
+                           ("renameStructureButton", self.onRenameStructure),
+                           ("previousStructureButton", lambda: self.onStepStructure(-1)),
+                           ("nextStructureButton", lambda: self.onStepStructure(1))]:  # fmt: skip
             getattr(self.ui, name).clicked.connect(slot)
-        self.ui.segmentSelector.currentSegmentChanged.connect(self.onSegmentChanged)
+        self.ui.structureComboBox.activated.connect(self.onStructureChosen)
+        self.ui.newStructureComboBox.addItems(list(mrml.COMMON_STRUCTURES))
+        self.ui.newStructureComboBox.setCurrentText("")
+        self.ui.newStructureComboBox.lineEdit().returnPressed.connect(self.onAddStructure)
         values = self.logic.settings.to_dict()
         values["device"] = prefs.DEVICES.index(values["device"])
         for key, (name, prop, signal) in SETTINGS_WIDGETS.items():
             setattr(getattr(self.ui, name), prop, values[key])
             getattr(getattr(self.ui, name), signal).connect(self.onSettingsChanged)
         self.ui.weightsFolderLabel.text = str(self.logic.storeRoot)
+        for name, keys in SHORTCUTS.items():  # enabled only while the module is shown: no clash elsewhere
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
+            shortcut.activated.connect(self.onUndo if name == "undoButton" else getattr(self.ui, name).click)
+            shortcut.setEnabled(False)
+            self._shortcuts.append(shortcut)
         self.timer = qt.QTimer()
         self.timer.setInterval(50)
         self.timer.timeout.connect(self.poll)
@@ -116,24 +128,27 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.timer.stop()
+        self.logic.dependencies.cancel()  # no install may outlive the module; the next plan repairs it
+        for shortcut in self._shortcuts:  # a reloaded module must not leave its old shortcuts behind
+            shortcut.setParent(None)
+            shortcut.deleteLater()
+        self._shortcuts = []
         self.removeObservers()
         self.logic.shutdown()
 
     def enter(self):
         self.initializeParameterNode()
-        for name, keys in SHORTCUTS.items():  # only while the module is shown: no clash with other tools
-            shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
-            shortcut.activated.connect(self.onUndo if name == "undoButton" else getattr(self.ui, name).click)
-            self._shortcuts.append(shortcut)
+        for shortcut in self._shortcuts:
+            shortcut.setEnabled(True)
+        self.refreshProfile()
 
     def exit(self):
         for shortcut in self._shortcuts:
-            shortcut.setParent(None)
-        self._shortcuts = []
+            shortcut.setEnabled(False)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
-        self.logic.cases.close(learn=False)
+        self.workflow.close()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -142,8 +157,13 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.inputVolume:
-            self._parameterNode.inputVolume = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+        pn = self._parameterNode
+        if pn.inputVolume and pn.segmentation and self.workflow.volume is None:
+            self.workflow.restore(
+                pn.inputVolume, pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints
+            )
+        if not pn.inputVolume:
+            pn.inputVolume = mrml.first_mri_volume(slicer.mrmlScene)  # never a label map the selector hides
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode:
@@ -156,25 +176,100 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.onParameterNodeModified()
 
     def onParameterNodeModified(self, caller=None, event=None):
-        pn, cases = self._parameterNode, self.logic.cases
-        if cases.controller and not cases.matches(pn.inputVolume, pn.segmentation, pn.segmentID):
-            cases.close(learn=False)  # the inputs changed: keep the segment, drop the clicks
-        self.ui.segmentSelector.setCurrentNode(pn.segmentation)
-        if pn.segmentID:
-            self.ui.segmentSelector.setCurrentSegmentID(pn.segmentID)
-        self.ui.positivePointButton.enabled = self.ui.negativePointButton.enabled = bool(pn.inputVolume)
+        pn = self._parameterNode
+        if pn.inputVolume is not self.workflow.volume:
+            if not self.guarded(
+                self.workflow.set_volume, pn.inputVolume
+            ):  # the user kept the open case, or the volume cannot be segmented
+                pn.inputVolume = self.workflow.volume
+                return
+            if pn.inputVolume:
+                slicer.util.resetSliceViews()
+        self.rememberWorkflowNodes()
+        self.refreshStructures()
+        self.ui.positivePointButton.enabled = self.ui.negativePointButton.enabled = bool(
+            self.workflow.segment_id
+        )
 
-    def onSegmentChanged(self, segmentID):
-        if self._parameterNode and segmentID != self._parameterNode.segmentID:
-            self._parameterNode.segmentID = segmentID or ""
+    def rememberWorkflowNodes(self):
+        pn, w = self._parameterNode, self.workflow
+        values = (w.segmentation, w.segment_id, w.positive, w.negative)
+        if (pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints) != values:
+            with slicer.util.NodeModify(pn.parameterNode):
+                pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints = values
 
     def onSettingsChanged(self, *args):
         values = {key: getattr(getattr(self.ui, w), prop) for key, (w, prop, _) in SETTINGS_WIDGETS.items()}
         values["device"] = prefs.DEVICES[values["device"]]
-        self.logic.settings = prefs.ModuleSettings.from_dict(values)
+        try:
+            self.logic.settings = self.workflow.settings = prefs.ModuleSettings.from_dict(values)
+        except (ValueError, InteractiveAdaptError) as error:
+            return self.setStatus(f"Setting not saved: {error}.")
         self.logic.saveSettings()
-        if self.logic.cases.controller and self.logic.cases.controller.records:
+        if self.workflow.clicks:
             self.setStatus("Settings saved; they apply from the next case.")
+        else:
+            self.refreshProfile()
+
+    # ------------------------------------------------------------ structures
+
+    def refreshStructures(self):
+        combo, structures = self.ui.structureComboBox, self.workflow.structures()
+        combo.blockSignals(True)
+        combo.clear()
+        for segment_id, name in structures:
+            combo.addItem(name, segment_id)
+        combo.setCurrentIndex(
+            [sid for sid, _ in structures].index(self.workflow.segment_id) if self.workflow.segment_id else -1
+        )
+        combo.blockSignals(False)
+        for name in (
+            "structureComboBox",
+            "previousStructureButton",
+            "nextStructureButton",
+            "renameStructureButton",
+        ):
+            getattr(self.ui, name).enabled = bool(structures)
+        self.ui.addStructureButton.enabled = self.workflow.volume is not None
+        self.refreshProfile()
+
+    def onStructureChosen(self, index):
+        self.structureAction(self.workflow.select_structure, self.ui.structureComboBox.itemData(index))
+
+    def onStepStructure(self, step):
+        self.structureAction(self.workflow.step_structure, step)
+
+    def onAddStructure(self):
+        if self.structureAction(self.workflow.add_structure, self.ui.newStructureComboBox.currentText):
+            self.ui.newStructureComboBox.setCurrentText("")
+
+    def onRenameStructure(self):
+        old = self.workflow.structure_name
+        name = qt.QInputDialog.getText(
+            slicer.util.mainWindow(), "Rename structure", "New name:", qt.QLineEdit.Normal, old
+        )
+        if name and name != old:
+            self.structureAction(self.workflow.rename_structure, name)
+
+    def structureAction(self, action, *args):
+        done = self.guarded(action, *args)
+        self.onParameterNodeModified()  # the panel shows what is now true, also when the user said No
+        return done
+
+    def refreshProfile(self):
+        """What the structure's profile has learned, and its versions: from the store, before any click."""
+        self.ui.modelVersionComboBox.clear()
+        if self.workflow.segment_id and not dependencies.can_import("torch"):
+            self.ui.profileLabel.text = "Versions show once PyTorch is installed (press a point button)."
+            return
+        try:
+            with slicer.util.WaitCursor():  # opens the session the first time: a second or two
+                summary, choices = self.workflow.profile_summary(), self.workflow.version_choices()
+        except InteractiveAdaptError as error:
+            return self.showError(error)
+        self.ui.profileLabel.text = self.ui.provenanceLabel.text = summary
+        for label, version in choices:
+            self.ui.modelVersionComboBox.addItem(label, version)
 
     # ------------------------------------------------------------ actions
 
@@ -186,134 +281,97 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         _setChecked(other, False)
         try:
-            if not self.ensureDependencies():
-                raise InteractiveAdaptError("Segmenting needs the Python packages installed first.")
-            self.logic.prepareCase(self._parameterNode, self.onCaseError, self.setStatus)
-            self.logic.worker.submit(lambda: None, on_done=self.refreshVersions)  # once the case is open
-            pn = self._parameterNode
-            mrml.start_placing(slicer.mrmlScene, pn.positivePoints if positive else pn.negativePoints)
+            if not self.ensureDependencies():  # declined, or installing now: the status line says which
+                return self.updatePlaceButtons()
+            nodes = self.workflow.prepare_case(self.setStatus)
+            self.rememberWorkflowNodes()
+            mrml.start_placing(slicer.mrmlScene, nodes.positive if positive else nodes.negative)
         except Exception as error:
             self.showError(error)
             self.updatePlaceButtons()
 
     def updatePlaceButtons(self, caller=None, event=None):
-        placing, pn = mrml.placing_node(slicer.mrmlScene), self._parameterNode
-        _setChecked(self.ui.positivePointButton, bool(pn and placing) and placing is pn.positivePoints)
-        _setChecked(self.ui.negativePointButton, bool(pn and placing) and placing is pn.negativePoints)
+        placing, w = mrml.placing_node(slicer.mrmlScene), self.workflow
+        _setChecked(self.ui.positivePointButton, bool(placing) and placing is w.positive)
+        _setChecked(self.ui.negativePointButton, bool(placing) and placing is w.negative)
 
-    def onUndo(self):
-        if not (self.logic.cases.controller and self.logic.cases.controller.undo_last()):
-            self.setStatus("There is no click to undo.")
-
-    def onFinish(self):
-        controller = self.logic.cases.controller
-        if not controller or not controller.records:
-            self.setStatus("Place at least one point before finishing the case.")
-            return
+    def guarded(self, action, *args, **kwargs):
+        """Run a workflow action; a clinician's error goes to the status line."""
         try:
-            controller.finish_case(learn=self._parameterNode.learnFromCase, on_done=self.onCaseFinished)
+            return action(*args, **kwargs)
         except InteractiveAdaptError as error:
             self.showError(error)
+            return False
 
-    def onCaseFinished(self, result):
-        if result.error is not None:
-            return self.showError(result.error, result.traceback)
-        s = result.value
-        saved = f"saved site version {s.version}" if s.version else "nothing saved"
-        self.setStatus(f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}.")
-        self.refreshVersions()
+    def onUndo(self):
+        self.workflow.undo()
+
+    def onFinish(self):
+        self.guarded(
+            self.workflow.finish, self._parameterNode.learnFromCase, lambda result: self.refreshProfile()
+        )
 
     def onReset(self):
-        if self.logic.cases.controller:
-            self.logic.cases.controller.reset_case()
-            self.setStatus("Case reset: the clicked slices are back as they were.")
+        self.workflow.reset()
 
     def onRollback(self):
         version = self.ui.modelVersionComboBox.currentData
-        if version is not None and self.logic.cases.session:
-            self.logic.cases.close(learn=False)
-            args = (self.logic.cases.profile, int(version))
-            self.runJob("Rolling back the model", "Rolled back.", self.logic.cases.session.rollback, *args)
+        if version is None:
+            return self.setStatus("Choose the version to go back to first.")
+        self.guarded(self.workflow.rollback, int(version), lambda result: self.refreshProfile())
 
     def onExport(self):
         site = self.logic.settings.site
         path = qt.QFileDialog.getSaveFileName(None, "Export site", f"{site}.zip", "Site archive (*.zip)")
         if path and self.ensureDependencies():
-            try:
-                session = self.logic.cases.session_for(self.logic.settings)
-            except InteractiveAdaptError as error:
-                return self.showError(error)
-            self.runJob("Exporting the site", f"Site exported to {path}.", session.export_site, path)
-
-    def runJob(self, description, message, fn, *args):
-        def done(result):
-            if result.error is not None:
-                return self.showError(result.error, result.traceback)
-            self.setStatus(message)
-            self.refreshVersions()
-
-        self.logic.worker.submit(fn, *args, description=description, on_done=done)
+            self.guarded(self.workflow.export_site, path)
 
     # ------------------------------------------------------------ feedback
 
-    def refreshVersions(self, result=None):
-        session, profile = self.logic.cases.session, self.logic.cases.profile
-        if not session or not profile:
-            return
-        try:
-            choices = session.version_choices(profile)
-            self.ui.provenanceLabel.text = session.provenance(profile)
-        except InteractiveAdaptError as error:
-            return self.showError(error)
-        self.ui.modelVersionComboBox.clear()
-        for label, version in choices:
-            self.ui.modelVersionComboBox.addItem(label, version)
-
     def poll(self):
         self.logic.worker.poll()  # applies results (segment slices, status) here, on the main thread
-        self.ui.progressBar.visible = self.ui.cancelButton.visible = self.logic.worker.busy
-        self.ui.progressBar.setFormat(self.logic.worker.current_description or "Working...")
+        install = self.logic.dependencies.poll()  # never blocks: pip runs in its own process
+        if install is not None:
+            self.setStatus(install.text)
+            if install.state == "failed":  # after minutes of waiting: a dialog, not only the status line
+                slicer.util.errorDisplay(install.message, windowTitle="InteractiveAdapt")
+        busy = self.logic.worker.busy or self.logic.dependencies.busy
+        self.ui.progressBar.visible = self.ui.cancelButton.visible = busy
+        text = self.logic.dependencies.description or self.logic.worker.current_description
+        self.ui.progressBar.setFormat(text or "Working...")
 
-    def onCaseError(self, error, traceback=""):
-        ask = f"{error}\n\nStart this segment's learning again from the shipped model now?"
-        if not (isinstance(error, IncompatibleBaseModelError) and slicer.util.confirmYesNoDisplay(ask)):
-            return self.showError(error, traceback)
-        self.logic.cases.restart_profile_from_base()
-        self.setStatus("Learning starts again from the shipped model; its old versions stay listed.")
+    def onCancel(self):
+        if not self.logic.dependencies.cancel():  # an install runs: stop it; else the worker's job
+            self.logic.worker.cancel()
+
+    def ask(self, question):
+        return slicer.util.confirmYesNoDisplay(question, windowTitle="InteractiveAdapt")
 
     def setStatus(self, text):
         self.ui.statusLabel.text = text
 
     def showError(self, error, traceback=""):
+        """Clinician-readable errors go to the status line; only unexpected failures open a dialog."""
+        if isinstance(error, IncompatibleBaseModelError) and self.workflow.segment_id:
+            ask = f"{error}\n\nStart this structure's learning again from the shipped model now?"
+            if slicer.util.confirmYesNoDisplay(ask):
+                self.workflow.cases.restart_profile_from_base()
+                return self.setStatus(
+                    "Learning starts again from the shipped model; its old versions stay listed."
+                )
         if isinstance(error, InteractiveAdaptError):
-            message = str(error)  # written for the clinician: what happened and what to do
-        else:
-            logging.error("InteractiveAdapt: %r\n%s", error, traceback, exc_info=not traceback and error)
-            message = f"Something unexpected went wrong ({type(error).__name__}); see the error log."
+            return self.setStatus(str(error))  # written for the clinician: what happened and what to do
+        logging.error("InteractiveAdapt: %r\n%s", error, traceback, exc_info=not traceback and error)
+        message = f"Something unexpected went wrong ({type(error).__name__}); see the error log."
         self.setStatus(message)
         qt.QMessageBox.warning(slicer.util.mainWindow(), "InteractiveAdapt", message)
 
     def ensureDependencies(self):
-        if not self.logic.dependenciesChecked:
-            requirements = dependencies.read_requirements(self.resourcePath("requirements.txt"))
-            hasPyTorchExtension = hasattr(slicer.modules, "pytorchutils")
-            plan = dependencies.build_install_plan(requirements, slicer_pytorch_available=hasPyTorchExtension)
-            self.logic.dependenciesChecked = dependencies.install_if_confirmed(
-                plan,
-                confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, "InteractiveAdapt set-up"),
-                pip_install=slicer.util.pip_install,
-                install_torch=_installTorchWithPyTorchExtension,
-                progress=lambda done, total, text: slicer.util.showStatusMessage(f"InteractiveAdapt: {text}"),
-            )
-        return self.logic.dependenciesChecked
-
-
-def _installTorchWithPyTorchExtension(versionRequirement):
-    import PyTorchUtils  # the SlicerPyTorch extension's module
-
-    return PyTorchUtils.PyTorchUtilsLogic().installTorch(
-        askConfirmation=True, torchVersionRequirement=versionRequirement
-    )
+        """True when the engine's packages are usable; else asks once and installs in the background."""
+        ready = self.guarded(self.logic.dependencies.ensure)
+        if not ready:
+            self.setStatus(self.logic.dependencies.message)
+        return ready
 
 
 def _setChecked(button, checked):
@@ -323,18 +381,29 @@ def _setChecked(button, checked):
 
 
 class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
-    """Owns the worker thread, the settings and the case manager (engine session + click controller)."""
+    """Owns the worker thread, the settings and the workflow (patient, structures, case, session)."""
 
-    def __init__(self, storeRoot=None):
+    def __init__(self, storeRoot=None, ask=None, onStatus=None, onError=None):
         ScriptedLoadableModuleLogic.__init__(self)
         self.worker = Worker()
-        self.cases = mrml.CaseManager(self.worker, self.openSession)
-        self.dependenciesChecked = False
+        self.dependencies = dependencies.DependencyGate(
+            confirm=lambda text: slicer.util.confirmOkCancelDisplay(text, "InteractiveAdapt set-up"),
+            slicer_pytorch_available=lambda: hasattr(slicer.modules, "pytorchutils"),
+        )
         self.storeRoot = storeRoot or prefs.site_store_root(slicer.app.slicerUserSettingsFilePath)
         saved = {
             k: qt.QSettings().value(f"{prefs.SETTINGS_GROUP}/{k}") for k in prefs.ModuleSettings().to_dict()
         }
         self.settings = prefs.ModuleSettings.from_dict(saved)
+        self.workflow = mrml.Workflow(
+            slicer.mrmlScene,
+            self.worker,
+            self.openSession,
+            self.settings,
+            ask=ask or (lambda question: False),
+            on_status=onStatus or logging.info,
+            on_error=onError or (lambda error, traceback: logging.error("%s\n%s", error, traceback)),
+        )
 
     def getParameterNode(self):
         return InteractiveAdaptParameterNode(super().getParameterNode())
@@ -348,17 +417,8 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
         with slicer.util.WaitCursor():  # once per settings change; the model is small
             return prefs.open_session(settings, self.storeRoot, modelDir)
 
-    def prepareCase(self, pn, onError, onStatus):
-        """Create what is missing (segmentation, segment, point lists), then open the case on it."""
-        inputs = (pn.inputVolume, pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints)
-        nodes = mrml.prepare_case_nodes(slicer.mrmlScene, *inputs)
-        with slicer.util.NodeModify(pn.parameterNode):  # one Modified event for the four changes
-            pn.segmentation, pn.segmentID = nodes.segmentation, nodes.segment_id
-            pn.positivePoints, pn.negativePoints = nodes.positive, nodes.negative
-        self.cases.prepare(slicer.mrmlScene, self.settings, nodes, on_error=onError, on_status=onStatus)
-
     def shutdown(self):
-        self.cases.close(learn=False)
+        self.workflow.close()
         self.worker.shutdown(cancel_pending=False)
 
 
@@ -368,32 +428,25 @@ class InteractiveAdaptTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
-        self.test_ClickSegmentFinish()
+        self.test_PatientStructureClickFinish()
 
-    def test_ClickSegmentFinish(self):
-        """The whole flow inside Slicer: point in the Red view -> segment on that slice -> finish -> site version."""
-        self.delayDisplay("Small MRI-like volume: a bright ball in noise")
-        k, j, i = np.mgrid[:24, :64, :64]
-        ball = ((k - 12) * 2.5) ** 2 + (j - 32) ** 2 + (i - 30) ** 2 < 15**2
-        array = (ball * 600 + np.random.default_rng(0).normal(200, 20, ball.shape)).astype(np.int16)
-        volume = slicer.util.addVolumeFromArray(array, np.diag([-1.0, -1.0, 2.5, 1.0]), "SelfTestMRI")
+    def test_PatientStructureClickFinish(self):
+        """The whole flow inside Slicer (InteractiveAdaptLib/mrml/self_test.py); without PyTorch only its
+        torch-free part, and it asks nothing."""
         storeRoot = tempfile.mkdtemp(prefix="InteractiveAdaptSelfTest")
-        logic, errors, finished = InteractiveAdaptLogic(storeRoot=storeRoot), [], []
-        logic.settings = prefs.ModuleSettings(site="Self test", device="cpu")
-        pn = logic.getParameterNode()
-        pn.inputVolume = volume
-        logic.prepareCase(pn, lambda error, tb="": errors.append(error), logging.info)
-        ras = [-30.0, -32.0, 30.0]  # voxel (i=30, j=32, k=12), inside the ball
-        slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode().JumpSliceByOffsetting(*ras)
-        pn.positivePoints.AddControlPointWorld(vtk.vtkVector3d(*ras))
-        self.assertTrue(logic.worker.drain(120, tick=slicer.app.processEvents))
-        self.assertEqual(errors, [])
-        segment = mrml.read_segment(pn.segmentation, pn.segmentID, mrml.volume_geometry(volume))
-        self.assertGreater(int(segment[12].sum()), 0)
-        self.assertEqual(int(segment.sum()), int(segment[12].sum()))  # that slice only
-        logic.cases.controller.finish_case(learn=True, on_done=finished.append)
-        self.assertTrue(logic.worker.drain(120, tick=slicer.app.processEvents))
-        self.assertTrue(finished and finished[0].ok, finished and finished[0].error)
-        self.assertTrue(list(Path(storeRoot).rglob("v000001.pt")), "no site version was written")
-        logic.shutdown()
+        logic = InteractiveAdaptLogic(storeRoot=storeRoot)
+        settings = prefs.ModuleSettings(site="Self test", device="cpu")
+        try:
+            run_self_test(
+                slicer.mrmlScene,
+                logic.worker,
+                logic.openSession,
+                settings,
+                storeRoot,
+                learning=dependencies.can_import("torch"),
+                drain=lambda: logic.worker.drain(120, tick=slicer.app.processEvents),
+                say=self.delayDisplay,
+            )
+        finally:
+            logic.shutdown()
         self.delayDisplay("Test passed")

@@ -405,3 +405,68 @@ def test_a_missing_python_fails_with_a_message_instead_of_raising(tmp_path):
     assert status.state == "failed" and "could not be started" in status.message
     with pytest.raises(RuntimeError, match="already started"):
         run.start()
+
+
+# ---------------------------------------------------------------- the gate the module uses
+
+
+def _gate(steps, questions, answer=True, python=sys.executable):
+    plans = []
+
+    def plan(requirements, slicer_pytorch_available):
+        plans.append(slicer_pytorch_available)
+        return _plan(*steps) if steps else deps.InstallPlan(missing=[])
+
+    gate = deps.DependencyGate(
+        confirm=lambda text: questions.append(text) or answer,
+        slicer_pytorch_available=lambda: True,
+        python=lambda: python,
+        plan=plan,
+    )
+    return gate, plans
+
+
+def _drive(gate, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while gate.busy and time.monotonic() < deadline:
+        last = gate.poll()
+        time.sleep(0.05)
+    return last
+
+
+def test_gate_reads_the_module_requirements_file():
+    assert deps.MODULE_REQUIREMENTS == REQUIREMENTS
+    assert deps.DependencyGate(confirm=lambda text: True).requirements_path == REQUIREMENTS
+
+
+def test_gate_is_ready_at_once_when_nothing_is_missing():
+    questions: list[str] = []
+    gate, plans = _gate([], questions)
+    assert gate.ensure() and gate.ready and not gate.busy and questions == [] and plans == [True]
+    assert gate.poll() is None and not gate.cancel() and gate.description == ""
+
+
+def test_gate_asks_once_installs_in_the_background_then_is_ready(tmp_path):
+    questions: list[str] = []
+    gate, _ = _gate([_step("import time; time.sleep(1)", "Install PyTorch"), _step("pass")], questions)
+    assert not gate.ensure() and gate.busy and "Slicer stays usable" in gate.message
+    assert gate.description == "Installing Python packages (step 1 of 2)"
+    assert not gate.ensure() and "still being installed" in gate.message  # no second question
+    final = _drive(gate)
+    assert final.succeeded and gate.ready and not gate.busy and "ready to use" in gate.message
+    assert gate.ensure() and len(questions) == 1
+
+
+def test_gate_after_a_no_a_failure_or_a_cancel_records_nothing_and_plans_again(tmp_path):
+    questions: list[str] = []
+    declined, _ = _gate([_step("pass")], questions, answer=False)
+    assert not declined.ensure() and not declined.busy and "Nothing was installed" in declined.message
+    failing, plans = _gate([_step("import sys; sys.exit(1)")], questions)
+    assert not failing.ensure()
+    assert _drive(failing).state == "failed" and not failing.ready and "failed" in failing.message
+    cancelled, _ = _gate([_step("import time; time.sleep(60)")], questions)
+    assert not cancelled.ensure() and cancelled.cancel()
+    assert _drive(cancelled).state == "cancelled" and not cancelled.ready
+    assert not failing.ensure() and len(plans) == 2  # planned (and asked) again
+    unstartable, _ = _gate([_step("pass")], questions, python=str(tmp_path / "no-python"))
+    assert not unstartable.ensure() and not unstartable.busy and "could not be started" in unstartable.message

@@ -92,18 +92,11 @@ class qMRMLNodeComboBox(QComboBox):
         self.scene = scene
 
 
-class qMRMLSegmentSelectorWidget(qMRMLWidget):
-    currentNodeChanged = Signal("vtkMRMLNode*")
-    currentSegmentChanged = Signal(str)
-    noneEnabled = _flag("noneEnabled", False)
-    segmentationNodeSelectorVisible = _flag("segmentationNodeSelectorVisible", True)
-
-
 @pytest.fixture(scope="module")
 def ui():
     app = QApplication.instance() or QApplication([])
     loader = QUiLoader()
-    for cls in (ctkCollapsibleButton, qMRMLWidget, qMRMLNodeComboBox, qMRMLSegmentSelectorWidget):
+    for cls in (ctkCollapsibleButton, qMRMLWidget, qMRMLNodeComboBox):
         loader.registerCustomWidget(cls)
     f = QFile(str(UI_FILE))
     assert f.open(QFile.ReadOnly)
@@ -144,8 +137,8 @@ def _parameter_node_fields() -> dict[str, str]:
 
 def test_root_is_an_mrml_widget_that_hands_the_scene_to_its_mrml_children(ui):
     assert isinstance(ui, qMRMLWidget) and ui.objectName() == "InteractiveAdapt"
-    # the three Designer connections were made: setMRMLScene on the root reaches every MRML widget
-    assert ui.receivers(SIGNAL("mrmlSceneChanged(vtkMRMLScene*)")) == 3
+    # the Designer connection was made: setMRMLScene on the root reaches the volume selector
+    assert ui.receivers(SIGNAL("mrmlSceneChanged(vtkMRMLScene*)")) == 1
 
 
 def test_inputs(ui):
@@ -153,11 +146,21 @@ def test_inputs(ui):
     assert volume.nodeTypes == ["vtkMRMLScalarVolumeNode"]
     assert not volume.showChildNodeTypes  # no label maps, vector/RGB or DWI volumes offered
     assert not volume.addEnabled and volume.noneEnabled
-    segmentation = child(ui, qMRMLNodeComboBox, "segmentationSelector")
-    assert segmentation.nodeTypes == ["vtkMRMLSegmentationNode"] and segmentation.addEnabled
-    segment = child(ui, qMRMLSegmentSelectorWidget, "segmentSelector")
-    assert not segment.segmentationNodeSelectorVisible  # the segmentation comes from the combo above
-    assert "profile" in segment.toolTip()
+    # The segmentation is the patient's own (the workflow finds or makes it): no selector for it.
+    assert ui.findChild(qMRMLNodeComboBox, "segmentationSelector") is None
+
+
+def test_structures_are_named_stepped_and_renamed_and_show_their_profile(ui):
+    structures = child(ui, QComboBox, "structureComboBox")
+    assert not structures.isEditable() and "profile" in structures.toolTip()
+    new = child(ui, QComboBox, "newStructureComboBox")
+    assert new.isEditable() and "name" in new.toolTip()
+    for name, text in (("addStructureButton", "Add"), ("previousStructureButton", "<"),
+                       ("nextStructureButton", ">"), ("renameStructureButton", "Rename...")):  # fmt: skip
+        assert child(ui, QPushButton, name).text() == text
+    assert child(ui, QLabel, "profileLabel").wordWrap()
+    source = MODULE_FILE.read_text()
+    assert "mrml.COMMON_STRUCTURES" in source  # the common names are offered in the box
 
 
 def test_site_model_version_and_rollback(ui):
@@ -234,14 +237,16 @@ def test_parameter_node_fields_match_the_widgets_bound_to_them(ui):
         for w in ui.findChildren(QWidget)
         if w.property("SlicerParameterName")
     }
-    assert set(bound) == {"inputVolume", "segmentation", "learnFromCase"}
+    assert set(bound) == {"inputVolume", "learnFromCase"}
     for parameter, widget in bound.items():
         assert parameter in fields, f"{widget.objectName()} is bound to unknown parameter {parameter}"
         if isinstance(widget, qMRMLNodeComboBox):
             assert fields[parameter] == f"slicer.{widget.nodeTypes[0]}"
         elif isinstance(widget, QCheckBox):
             assert fields[parameter] == "bool"
-    assert {"segmentID", "positivePoints", "negativePoints"} <= set(fields)  # remembered by the scene too
+    assert {"segmentation", "segmentID", "positivePoints", "negativePoints"} <= set(
+        fields
+    )  # kept by the scene
 
 
 def test_every_control_explains_itself(ui):
@@ -259,7 +264,7 @@ def test_designer_connections_name_existing_widgets():
     root = ET.parse(UI_FILE).getroot()
     names = {w.get("name") for w in root.iter("widget")}
     connections = root.findall("./connections/connection")
-    assert len(connections) == 3
+    assert len(connections) == 1
     for connection in connections:
         assert connection.findtext("sender") in names and connection.findtext("receiver") in names
         assert connection.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"

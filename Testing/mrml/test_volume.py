@@ -88,3 +88,16 @@ def test_sequence_frame_label_map_and_missing_volume_get_clear_messages(colin_bl
     empty = core.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
     with pytest.raises(ImageReadError, match="no image data"):
         mrml.check_scalar_volume(empty)
+
+
+def test_the_volume_preselected_is_the_first_one_that_can_be_segmented(mri_scene):
+    scene = mri_scene.scene
+    scene.RemoveNode(mri_scene.volume)
+    labels = scene.AddNewNodeByClass(
+        "vtkMRMLLabelMapVolumeNode", "Labels"
+    )  # a label map is a scalar volume too
+    labels.SetAndObserveImageData(vtk.vtkImageData())
+    assert mrml.first_mri_volume(scene) is None  # the selector, which hides label maps, shows none
+    mri = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "T1")
+    slicer.util.updateVolumeFromArray(mri, mri_scene.array)
+    assert mrml.first_mri_volume(scene) is mri

@@ -1,10 +1,10 @@
 """Which Python packages the engine still needs inside Slicer, the plan to install them, and the run.
 
 Plain data, functions and subprocesses: nothing here imports Slicer or Qt, and nothing installs at
-import time. The module builds a plan with `build_install_plan()`, asks the user once with
-`InstallPlan.confirmation_text()` (through `start_install_if_confirmed()`), and then polls the
-returned `InstallRun` from its GUI timer: every step is a `PythonSlicer -m ...` process, so Slicer
-stays responsive and the user can cancel.
+import time. The module holds a `DependencyGate`: its ensure() plans (`build_install_plan()`), asks
+the user once (`InstallPlan.confirmation_text()`) and starts an `InstallRun`, which the GUI timer
+polls: every step is a `PythonSlicer -m ...` process, so Slicer stays responsive and the user can
+cancel.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 # pip never prompts when it has no terminal, but a stray prompt must not hang a hidden process.
 _PIP_INSTALL = ("-m", "pip", "install", "--no-input", "--disable-pip-version-check")
 _LOG_LINES_KEPT = 30
+# The module's requirements file: Slicer installs Resources/ beside this package, as in the source tree.
+MODULE_REQUIREMENTS = Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt"
 
 
 @dataclass(frozen=True)
@@ -265,32 +267,32 @@ def build_install_plan(
             build = torch_build() if callable(torch_build) else torch_build
             plan.steps.append(_pip_torch_step(build, reinstall))
     others = [r for r in missing if r.name != TORCH.name]
-    fresh = tuple(r.spec for r in others if r.name not in broken)
+    fresh = [r for r in others if r.name not in broken]
     if fresh:
-        size = sum(_PACKAGE_DOWNLOAD_MB.get(r.name.lower(), _UNKNOWN_PACKAGE_MB) for r in others)
-        text = f"Install {', '.join(fresh)} (about {_size_text(size)})."
-        plan.steps.append(InstallStep("pip", fresh, text, (*_PIP_INSTALL, *fresh), size))
-    repair = tuple(r.spec for r in others if r.name in broken)
+        specs, size = tuple(r.spec for r in fresh), _download_mb(fresh)
+        text = f"Install {', '.join(specs)} (about {_size_text(size)})."
+        plan.steps.append(InstallStep("pip", specs, text, (*_PIP_INSTALL, *specs), size))
+    repair = [r for r in others if r.name in broken]
     if repair:
+        specs = tuple(r.spec for r in repair)
         # --no-deps: a forced reinstall of dependencies would replace Slicer's numpy and the torch build.
-        args = (*_PIP_INSTALL, "--force-reinstall", "--no-deps", *repair)
-        text = f"Reinstall {', '.join(repair)}, which are installed but damaged."
-        size = sum(_PACKAGE_DOWNLOAD_MB.get(r.name.lower(), _UNKNOWN_PACKAGE_MB) for r in others)
-        plan.steps.append(InstallStep("pip", repair, text, args, size))
+        args = (*_PIP_INSTALL, "--force-reinstall", "--no-deps", *specs)
+        text = f"Reinstall {', '.join(specs)}, which are installed but damaged."
+        plan.steps.append(InstallStep("pip", specs, text, args, _download_mb(repair)))
     check = "import " + ", ".join(r.import_name for r in missing)
     plan.steps.append(InstallStep("check", (), "Check that the new packages load.", ("-c", check)))
     return plan
+
+
+def _download_mb(requirements: Iterable[Requirement]) -> int:
+    return sum(_PACKAGE_DOWNLOAD_MB.get(r.name.lower(), _UNKNOWN_PACKAGE_MB) for r in requirements)
 
 
 def _pip_torch_step(build: TorchBuild, reinstall: tuple[str, ...]) -> InstallStep:
     # --index-url, not --extra-index-url: pip would otherwise prefer a newer PyPI torch of another build.
     index = ("--index-url", build.index_url) if build.index_url else ()
     args = (*_PIP_INSTALL, *reinstall, *index, TORCH.spec)
-    text = (
-        f"Install PyTorch ({TORCH.spec}) {build.description}, about {_size_text(build.download_mb)}. "
-        f"(Tip: with the '{SLICER_PYTORCH_EXTENSION}' extension from the Extensions Manager, "
-        "PyTorch is installed the way other Slicer modules expect.)"
-    )
+    text = f"Install PyTorch ({TORCH.spec}) {build.description}, about {_size_text(build.download_mb)}."
     return InstallStep("torch", (TORCH.spec,), text, args, build.download_mb)
 
 
@@ -457,7 +459,7 @@ class InstallRun:
             self._start_next()
         else:
             importlib.invalidate_caches()  # so that this Python finds the packages installed just now
-            self._end("succeeded", "The Python packages are installed.")
+            self._end("succeeded", "The Python packages are installed; InteractiveAdapt is ready to use.")
         return self._status
 
     def cancel(self) -> InstallStatus:
@@ -582,3 +584,83 @@ def start_install_if_confirmed(
     run = InstallRun(plan.steps, python, log_path)
     run.start()
     return run
+
+
+class DependencyGate:
+    """What the module asks before torch work: ensure() answers at once, the install runs in the background.
+
+    The GUI calls ensure() before anything that needs the engine, poll() from its timer, and cancel()
+    from its Cancel button. `ready` turns True only when a run succeeded (or nothing was missing), so a
+    failed or cancelled install leaves nothing recorded and the next ensure() plans again.
+    """
+
+    def __init__(
+        self,
+        confirm: Callable[[str], bool],
+        requirements_path: str | Path = MODULE_REQUIREMENTS,
+        slicer_pytorch_available: Callable[[], bool] = lambda: False,
+        python: Callable[[], str] = find_slicer_python,
+        plan: Callable[..., InstallPlan] = build_install_plan,
+    ):
+        self.requirements_path = Path(requirements_path)
+        self._confirm, self._slicer_pytorch, self._python, self._plan = (
+            confirm, slicer_pytorch_available, python, plan,
+        )  # fmt: skip
+        self.ready = False
+        self.run: InstallRun | None = None
+        self.message = ""
+
+    @property
+    def busy(self) -> bool:
+        """True while an install runs."""
+        return self.run is not None
+
+    @property
+    def description(self) -> str:
+        """Short progress text for a progress bar ('' when nothing runs)."""
+        if self.run is None:
+            return ""
+        status = self.run.status
+        return f"Installing Python packages (step {max(status.step, 1)} of {status.total})"
+
+    def ensure(self) -> bool:
+        """True if the packages are usable; else asks once, starts the install and says why in `message`."""
+        if self.ready:
+            return True
+        if self.run is not None:
+            self.message = (
+                "The Python packages are still being installed. Try again when it is done, or cancel."
+            )
+            return False
+        requirements = read_requirements(self.requirements_path)
+        plan = self._plan(requirements, slicer_pytorch_available=self._slicer_pytorch())
+        if not plan.needed:
+            self.ready = True
+            return True
+        self.run = start_install_if_confirmed(plan, self._confirm, self._python())
+        if self.run is None:
+            self.message = (
+                "Nothing was installed; InteractiveAdapt needs these packages. Try again to install them."
+            )
+        else:
+            self.message = "Installing the Python packages; Slicer stays usable. Try again when it is done."
+            self.poll()  # a run that could not start ends at once
+        return False
+
+    def poll(self) -> InstallStatus | None:
+        """Drive the running install (never blocks): its status, the final one once, then None."""
+        if self.run is None:
+            return None
+        status = self.run.poll()
+        if status.done:
+            self.run = None
+            self.ready = status.succeeded
+            self.message = status.message
+        return status
+
+    def cancel(self) -> bool:
+        """Stop a running install; False if none runs."""
+        if self.run is None:
+            return False
+        self.run.cancel()
+        return True

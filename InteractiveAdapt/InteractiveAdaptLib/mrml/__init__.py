@@ -52,7 +52,13 @@ from InteractiveAdaptLib.mrml.slice_views import (
     slice_nodes,
     slice_normal,
 )
-from InteractiveAdaptLib.mrml.volume import VolumeGeometry, check_scalar_volume, volume_array, volume_geometry
+from InteractiveAdaptLib.mrml.volume import (
+    VolumeGeometry,
+    check_scalar_volume,
+    first_mri_volume,
+    volume_array,
+    volume_geometry,
+)
 from InteractiveAdaptLib.mrml.workflow import COMMON_STRUCTURES, Workflow, show_volume
 
 __all__ = [
@@ -80,6 +86,7 @@ __all__ = [
     "distance_to_slice_plane",
     "ensure_segment",
     "find_slice_node",
+    "first_mri_volume",
     "placing_node",
     "prepare_case_nodes",
     "prepare_segmentation",

@@ -10,7 +10,7 @@ import vtk
 from vtkmodules.util import numpy_support
 
 from InteractiveAdaptLib.engine.slicing import spacing_kji
-from InteractiveAdaptLib.errors import CaseStateError, ImageReadError
+from InteractiveAdaptLib.errors import CaseStateError, ImageReadError, InteractiveAdaptError
 
 
 @dataclass(frozen=True)
@@ -111,6 +111,19 @@ def check_scalar_volume(volume_node: Any) -> None:
             f"'{name}' is one time point of a 4D sequence and changes when the sequence is played. "
             "Make a static copy first (Data module: right-click the volume, Clone) and segment the copy."
         )
+
+
+def first_mri_volume(scene: Any) -> Any:
+    """The first volume of the scene that can be segmented (no label map, colour or 4D frame), or None:
+    what the volume selector, which lists only such volumes, may be preset to."""
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
+        node = scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
+        try:
+            check_scalar_volume(node)
+        except InteractiveAdaptError:
+            continue
+        return node
+    return None
 
 
 def _transform_to_world(node: Any) -> np.ndarray:

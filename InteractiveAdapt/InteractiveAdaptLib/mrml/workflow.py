@@ -92,6 +92,16 @@ class Workflow:
         self._status(f"'{node_name(volume)}' is open. Add or choose the structure to segment.")
         return True
 
+    def restore(self, volume: Any, segmentation: Any, segment_id: str, positive: Any, negative: Any) -> None:
+        """Take up the nodes a saved scene remembers (no case is open yet); a segmentation that is not
+        the volume's own is left out."""
+        self.cases.close(learn=False)
+        self.volume, self.positive, self.negative = volume, positive, negative
+        own = segmentation_of(self.scene, volume) if volume is not None else None
+        self.segmentation = segmentation if segmentation is not None and segmentation is own else own
+        ids = self._segment_ids() if self.segmentation is not None else []
+        self.segment_id = segment_id if segment_id in ids else (ids[0] if ids else "")
+
     # ------------------------------------------------------------ structures
 
     def structures(self) -> list[tuple[str, str]]:
@@ -166,10 +176,16 @@ class Workflow:
 
     def profile_summary(self) -> str:
         """One line on what the structure's profile has learned, for the panel."""
+        if self.volume is None:
+            return "Choose the MRI volume, then add the structure to segment."
         if not self.segment_id:
-            return "Add or choose a structure to see what its learning profile knows."
+            return (
+                "Add or choose the structure to segment: its name picks what the network has learned for it."
+            )
         session = self.session()
-        return f"'{self.structure_name}' learns in profile '{self.profile}'. {session.provenance(self.profile)}"
+        return (
+            f"'{self.structure_name}' learns in profile '{self.profile}'. {session.provenance(self.profile)}"
+        )
 
     def version_choices(self) -> list[tuple[str, int]]:
         """The structure's saved versions (newest first), then the shipped base model."""
@@ -224,7 +240,9 @@ class Workflow:
             else:
                 s = result.value
                 saved = f"saved version {s.version} of '{self.profile}'" if s.version else "nothing saved"
-                self._status(f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}.")
+                self._status(
+                    f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}."
+                )
             if on_done is not None:
                 on_done(result)
 
@@ -261,6 +279,17 @@ class Workflow:
             session.rollback, profile, int(version), description="Rolling back the model", on_done=done
         )
         return True
+
+    def export_site(self, path: str) -> None:
+        """Write every profile and version of the site into one archive, on the worker."""
+
+        def done(result: Any) -> None:
+            if result.error is not None:
+                self._error(result.error, result.traceback)
+            else:
+                self._status("Export cancelled." if result.cancelled else f"Site exported to {path}.")
+
+        self.executor.submit(self.session().export_site, path, description="Exporting the site", on_done=done)
 
     def close(self) -> None:
         """The scene is closing: end the case without learning and forget its nodes."""
