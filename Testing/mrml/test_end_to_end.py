@@ -20,11 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import slicer
 import torch
 import torch.nn.functional as F
-import vtk
 from conftest import COLIN27, REPO
+from offscreen_views import add_volume_node, largest_cross_section, mouse_click, ras_to_view_xy, restacked
 
 from interactive_adapt_lab.data.cases import aal_pair_split
 from interactive_adapt_lab.data.datasets import aal_names, aal_pair
@@ -35,7 +34,6 @@ from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
 from InteractiveAdaptLib.engine.predictor import dice
 from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.interaction import Click
-from InteractiveAdaptLib.io.volumes import volume_from_sitk
 from InteractiveAdaptLib.model.checkpoint import sha256_file
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.store.site_store import SiteStore
@@ -66,56 +64,6 @@ def shipped_model_dir() -> Path:
         return find_base_model_dir()
     except WeightsError as error:
         pytest.skip(f"No base model is shipped in this checkout yet. {error}")
-
-
-# ---------------------------------------------------------------- the MRI and the known structure
-
-
-def restacked_colin27(path: Path):
-    """A Colin27 file as a sagittal stack (every second sagittal slice): engine Volume (array + IJK->RAS)."""
-    import SimpleITK as sitk
-
-    if not path.is_file():
-        pytest.fail(f"{path} is missing: run the set-up (it installs the mricron-data package).")
-    # DICOMOrient and slicing keep every voxel where it is in the patient; only the storage changes.
-    image = sitk.DICOMOrient(sitk.ReadImage(str(path)), STORAGE_ORIENTATION)
-    return volume_from_sitk(image[:, :, ::SAGITTAL_STEP])
-
-
-def add_volume_node(scene, volume, name: str):
-    """A scalar volume node holding the engine Volume, as Slicer would after loading the file."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
-    node.CreateDefaultDisplayNodes()
-    return node
-
-
-def largest_cross_section(mask: np.ndarray, axis: int) -> int:
-    """The slice (along an array axis) where the structure is largest: where a clinician would start."""
-    return int(np.argmax(np.moveaxis(mask, axis, 0).reshape(mask.shape[axis], -1).sum(axis=1)))
-
-
-# ---------------------------------------------------------------- the mouse
-
-
-def ras_to_view_xy(view, ras) -> tuple[int, int]:
-    """The pixel of a slice view that shows a world (RAS) point."""
-    ras_to_xy = vtk.vtkMatrix4x4()
-    vtk.vtkMatrix4x4.Invert(view.get_view_node().GetXYToRAS(), ras_to_xy)
-    x, y, _, _ = ras_to_xy.MultiplyPoint([*ras, 1.0])
-    width, height = view.render_window().GetSize()
-    assert 0 <= x < width and 0 <= y < height, "the point is not on screen"
-    return round(x), round(y)
-
-
-def mouse_click(view, xy: tuple[int, int]) -> None:
-    """A left click through the view's interactor, as the mouse would make it."""
-    interactor = view.interactor()
-    interactor.SetEventInformation(int(xy[0]), int(xy[1]), 0, 0, "\0", 0)
-    interactor.MouseMoveEvent()
-    interactor.LeftButtonPressEvent()
-    interactor.LeftButtonReleaseEvent()
 
 
 # ---------------------------------------------------------------- measuring the MI step
@@ -163,8 +111,8 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
     assert aal_pair(label) in aal_pair_split()["test"], (
         "the target must be a structure the model never learned"
     )
-    mri = restacked_colin27(COLIN27)
-    structure = restacked_colin27(AAL_ATLAS).array == label
+    mri = restacked(COLIN27, STORAGE_ORIENTATION, SAGITTAL_STEP)
+    structure = restacked(AAL_ATLAS, STORAGE_ORIENTATION, SAGITTAL_STEP).array == label
     axes = mri.ijk_to_ras[:3, :3]
     assert not np.allclose(axes, np.diag(np.diag(axes))), "the test needs a permuted IJK->RAS"
     weights_sha_before = sha256_file(shipped_model_dir / "weights.pt")
