@@ -51,14 +51,17 @@ class InteractiveAdapt(ScriptedLoadableModule):
         self.parent.helpText = (
             "Segment a structure on MRI with a few clicks; the network learns from every click and every "
             "finished case, so the next studies of the same site need fewer clicks.<br><br>"
-            "<b>Use:</b> choose the MRI volume and the segment (its name, e.g. 'Brain', picks the learning "
-            "profile; left and right of a structure share one). Press <b>Positive point</b> (key <b>P</b>) and left-click inside the structure in an "
-            "axial, coronal or sagittal view (the views are turned to the image's own planes); the slice is "
+            "<b>Use:</b> choose the MRI volume (it gets its own segmentation), then add the structure by name, "
+            "e.g. 'Hippocampus (L)': the name picks the learning profile, left and right share one, and the "
+            "panel shows what that profile has learned. Press <b>Positive point</b> (key <b>P</b>) and "
+            "left-click inside the structure in an axial, coronal or sagittal view; the slice is "
             "segmented at once. Add <b>Negative points</b> (key <b>N</b>) where the result spills over, more "
             "positive points where it misses. <b>Ctrl+Z</b> undoes the last click; deleting an earlier point "
             "re-segments its slice without it. Correct with the Segment Editor if needed, then press "
             "<b>Finish case</b>: the case is learned and a new version of the site's weights is saved (roll "
-            "back under <i>Site and model</i>). Right-click or press the button again to stop placing.<br><br>"
+            "back under <i>Site and model</i>, per structure). Press the button again to stop placing; right-drag "
+            "zooms, middle-drag pans and the wheel changes slice meanwhile. Changing patient or structure asks "
+            "before it drops unfinished clicks.<br><br>"
             f"<b>Method:</b> {CITATION}"
         )
         self.parent.acknowledgementText = (
@@ -94,8 +97,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.workflow = self.logic.workflow
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        interaction = slicer.app.applicationLogic().GetInteractionNode()
-        self.addObserver(interaction, interaction.InteractionModeChangedEvent, self.updatePlaceButtons)
+        slicer.app.layoutManager().layoutChanged.connect(self.onLayoutChanged)
         self.ui.positivePointButton.toggled.connect(lambda on: self.onPlace(True, on))
         self.ui.negativePointButton.toggled.connect(lambda on: self.onPlace(False, on))
         for name, slot in [("undoButton", self.onUndo), ("finishCaseButton", self.onFinish), ("resetCaseButton", self.onReset),
@@ -190,6 +192,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.positivePointButton.enabled = self.ui.negativePointButton.enabled = bool(
             self.workflow.segment_id
         )
+        self.updatePlaceButtons()  # a patient or structure change stops placing
 
     def rememberWorkflowNodes(self):
         pn, w = self._parameterNode, self.workflow
@@ -277,23 +280,29 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         other = self.ui.negativePointButton if positive else self.ui.positivePointButton
         if not checked:
             if not other.checked:
-                mrml.stop_placing(slicer.mrmlScene)
+                self.workflow.stop_placing()
             return
         _setChecked(other, False)
-        try:
-            if not self.ensureDependencies():  # declined, or installing now: the status line says which
-                return self.updatePlaceButtons()
-            nodes = self.workflow.prepare_case(self.setStatus)
+        if self.ensureDependencies():  # else declined, or installing: the status line says which
+            self.guarded(self.workflow.start_placing, positive, self.sliceViews())
             self.rememberWorkflowNodes()
-            mrml.start_placing(slicer.mrmlScene, nodes.positive if positive else nodes.negative)
-        except Exception as error:
-            self.showError(error)
-            self.updatePlaceButtons()
+        self.updatePlaceButtons()
 
-    def updatePlaceButtons(self, caller=None, event=None):
-        placing, w = mrml.placing_node(slicer.mrmlScene), self.workflow
-        _setChecked(self.ui.positivePointButton, bool(placing) and placing is w.positive)
-        _setChecked(self.ui.negativePointButton, bool(placing) and placing is w.negative)
+    def sliceViews(self):
+        """(slice node, interactor) of every slice view of the layout: where clicks place points."""
+        widgets = [
+            slicer.app.layoutManager().sliceWidget(name)
+            for name in slicer.app.layoutManager().sliceViewNames()
+        ]
+        return [(w.mrmlSliceNode(), w.sliceView().interactor()) for w in widgets]
+
+    def onLayoutChanged(self, layout=None):
+        if self.workflow.placing is not None:  # the new layout's views place points too
+            self.workflow.start_placing(self.workflow.placing, self.sliceViews())
+
+    def updatePlaceButtons(self):
+        _setChecked(self.ui.positivePointButton, self.workflow.placing is True)
+        _setChecked(self.ui.negativePointButton, self.workflow.placing is False)
 
     def guarded(self, action, *args, **kwargs):
         """Run a workflow action; a clinician's error goes to the status line."""

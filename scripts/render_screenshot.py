@@ -163,12 +163,15 @@ def render_case(
             settings = ModuleSettings(site="Screenshot", device="cpu")
             cases.prepare(app.scene, settings, nodes, on_error=lambda error, tb: errors.append(error))
             rng = np.random.default_rng(0)
+            placer = mrml.PointPlacer()
             click = first_click(target, "center", rng)
             for _ in range(CLICKS):
                 if click is None:
                     break  # nothing left to correct
                 row, col, positive = click
-                mrml.start_placing(app.scene, nodes.positive if positive else nodes.negative)
+                placer.start(
+                    nodes.positive if positive else nodes.negative, [(red.get_view_node(), red.interactor())]
+                )
                 xy = _mouse_click_at(
                     red, geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
                 )
@@ -179,7 +182,7 @@ def render_case(
                 done["view_xy"].append(xy)
                 done["dice"].append(round(dice(shown, target), 3))
                 click = next_click(shown, target, "center", rng)
-            mrml.stop_placing(app.scene)
+            placer.stop()
             pixels = _capture(red)
             cases.close(learn=False)
         finally:

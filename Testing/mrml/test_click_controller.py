@@ -330,7 +330,9 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     ras = voxel_ras(spec, kji)
     red.get_view_node().JumpSliceByOffsetting(*ras)
     red.render()
-    mrml.start_placing(app.scene, positive, persistent=True)
+    placer = mrml.PointPlacer()
+    views = [(v.get_view_node(), v.interactor()) for v in (red, yellow)]
+    placer.start(positive, views)
     _mouse_click(red, ras)
     assert positive.GetNumberOfControlPoints() == 1 and not errors
     assert session.clicks == [Click(0, 9, 14, 21, True)]
@@ -339,15 +341,15 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     assert red_slice[14, 21] == 1
     full = mrml.read_segment(seg, segment_id, geometry)
     assert full.sum() == red_slice.sum()  # nothing outside that slice
-    # persistent place mode: the next click also places a point (no re-arming needed)
-    assert mrml.placing_node(app.scene) is positive
+    # placing stays on: the next click also places a point (no re-arming needed)
+    assert placer.node is positive
 
     # negative click in the Yellow (sagittal) view: sagittal fixes I here
     kji2 = (12, 16, 24)  # off the Red plane, so the click does not land on its intersection line
     ras2 = voxel_ras(spec, kji2)
     yellow.get_view_node().JumpSliceByOffsetting(*ras2)
     yellow.render()
-    mrml.start_placing(app.scene, negative, persistent=True)
+    placer.start(negative, views)
     _mouse_click(yellow, ras2)
     assert negative.GetNumberOfControlPoints() == 1 and not errors
     assert session.clicks[-1] == Click(2, 24, 12, 16, False)
@@ -357,7 +359,7 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     assert controller.undo_last()
     assert negative.GetNumberOfControlPoints() == 0
     np.testing.assert_array_equal(mrml.read_segment(seg, segment_id, geometry), full)
-    mrml.stop_placing(app.scene)
+    placer.stop()
     controller.cleanup()
 
 

@@ -52,8 +52,8 @@ MAX_CLICKS = 3
 class Clinician:
     """The module's panel and the clinician in front of it: answers questions, reads the status line."""
 
-    def __init__(self, scene, store_root, model_dir):
-        self.scene, self.store_root, self.model_dir = scene, store_root, model_dir
+    def __init__(self, scene, views, store_root, model_dir):
+        self.scene, self.views, self.store_root, self.model_dir = scene, views, store_root, model_dir
         self.answers: list[bool] = []
         self.questions: list[str] = []
         self.status: list[str] = []
@@ -115,8 +115,7 @@ class Clinician:
         click, dices = first_click(truth, "center", rng), []
         for _ in range(MAX_CLICKS):
             row, col, positive = click
-            nodes = w.prepare_case()
-            mrml.start_placing(self.scene, nodes.positive if positive else nodes.negative)
+            w.start_placing(positive, [(v.get_view_node(), v.interactor()) for v in self.views])
             ras = geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
             mouse_click(view, ras_to_view_xy(view, ras))
             self.wait()
@@ -126,7 +125,7 @@ class Clinician:
             if dices[-1] >= 0.8:
                 break
             click = next_click(shown, truth, "center", rng)
-        mrml.stop_placing(self.scene)
+        w.stop_placing()
         return (axis, index), dices
 
 
@@ -172,7 +171,7 @@ def test_an_afternoon_of_two_patients_and_three_structures(shipped_model_dir, tm
     patient_a = add_volume_node(scene, mri_a, "Patient A")
     patient_b = add_volume_node(scene, mri_b, "Patient B")
     store_root = site_store_root(tmp_path / "Slicer settings" / "Slicer.ini")
-    doctor = Clinician(scene, store_root, shipped_model_dir)
+    doctor = Clinician(scene, list(views.values()), store_root, shipped_model_dir)
     w = doctor.workflow
     try:
         # ---- 1. Patient A: hippocampus, with a painted correction, then caudate

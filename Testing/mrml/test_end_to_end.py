@@ -151,6 +151,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
             on_error=lambda error, tb: errors.append((error, tb)),
         )
         ((session, probe),) = sessions
+        placer = mrml.PointPlacer()
         controller = cases.controller
         geometry = controller.geometry
         assert cases.profile == SEGMENT_NAME
@@ -173,7 +174,10 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
             for _ in range(MAX_CLICKS):
                 row, col, positive = click
                 ras = geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
-                mrml.start_placing(app.scene, nodes.positive if positive else nodes.negative)
+                placer.start(
+                    nodes.positive if positive else nodes.negative,
+                    [(view.get_view_node(), view.interactor())],
+                )
                 mouse_click(view, ras_to_view_xy(view, ras))
                 # the view under the mouse (the crosshair's) decides the slice, even where views cross
                 assert mrml.cursor_slice_node(app.scene) is view.get_view_node()
@@ -186,7 +190,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
                 if dices[-1] >= MIN_DICE:
                     break
                 click = next_click(shown, target, "center", rng)
-            mrml.stop_placing(app.scene)
+            placer.stop()
             return (axis, index), dices
 
         # Red (axial): the array's J axis for this sagittal stack

@@ -1,17 +1,17 @@
-"""Click point lists and place mode (mrml/markups.py) on a real MRML scene: the helpers that arm and
-disarm point placing drive the scene's interaction node."""
+"""Click point lists (mrml/markups.py) on a real MRML scene: one green list for positive clicks, one red
+for negative ones, labelled with their role."""
 
 from __future__ import annotations
 
 from InteractiveAdaptLib import mrml
 
 
-def test_place_mode_helpers_drive_the_interaction_node(mri_scene):
+def test_click_lists_are_green_and_red_and_know_their_role(mri_scene):
     positive, negative = mrml.create_click_nodes(mri_scene.scene)
-    assert mrml.placing_node(mri_scene.scene) is None
-    mrml.start_placing(mri_scene.scene, negative, persistent=True)
-    assert mrml.placing_node(mri_scene.scene) is negative
-    interaction = mri_scene.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-    assert interaction.GetPlaceModePersistence() == 1
-    mrml.stop_placing(mri_scene.scene)
-    assert mrml.placing_node(mri_scene.scene) is None
+    for node, colour, role in (
+        (positive, mrml.POSITIVE_COLOR, "positive"),
+        (negative, mrml.NEGATIVE_COLOR, "negative"),
+    ):
+        assert node.GetAttribute(mrml.ROLE_ATTRIBUTE) == role
+        assert tuple(round(c, 2) for c in node.GetDisplayNode().GetSelectedColor()) == colour
+        assert not node.GetDisplayNode().GetPointLabelsVisibility()

@@ -25,7 +25,7 @@ DRAG_FROM = (250, 90)
 
 
 class Views:
-    """Red (axial) and Yellow (sagittal) offscreen views of a real MRI, with the two click lists."""
+    """Red (axial) and Yellow (sagittal) offscreen views of a real MRI (made once: views are slow to make)."""
 
     def __init__(self, colin_block) -> None:
         from trame_slicer.core import SlicerApp
@@ -35,19 +35,32 @@ class Views:
         self.app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
         self.red = self.app.view_manager.create_view(ViewLayoutDefinition.axial_view())
         self.yellow = self.app.view_manager.create_view(ViewLayoutDefinition.sagittal_view())
+        self.scene = self.app.scene
         self.spec = GEOMETRIES["lps"]
-        self.volume = add_volume(self.app.scene, colin_block, self.spec)
+        self.volume = add_volume(self.scene, colin_block, self.spec)
         for view in (self.red, self.yellow):
             view.render_window().SetSize(VIEW_SIZE_PX, VIEW_SIZE_PX)
             view.set_background_volume_id(self.volume.GetID())
+
+    def reset(self) -> None:
+        """Views fitted to the image, in their normal mode, two empty click lists and a new placer."""
+        interaction = self.scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
+        interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+        for view in (self.red, self.yellow):
             view.fit_view_to_content()
             view.render()
-        self.scene = self.app.scene
         self.positive, self.negative = mrml.create_click_nodes(self.scene)
         self.defined: list[tuple[str, int]] = []  # (list name, index) of each PointPositionDefinedEvent
         for node in (self.positive, self.negative):
             node.AddObserver(slicer.vtkMRMLMarkupsNode.PointPositionDefinedEvent, self._on_defined)
         self.placer = mrml.PointPlacer()
+
+    def clear(self) -> None:
+        """Remove what a test added to the scene."""
+        self.placer.stop()
+        for class_name in ("vtkMRMLMarkupsNode", "vtkMRMLSegmentationNode"):
+            for node in list(self.scene.GetNodesByClass(class_name)):
+                self.scene.RemoveNode(node)
 
     @vtk.calldata_type(vtk.VTK_INT)
     def _on_defined(self, caller, event, index) -> None:
@@ -63,9 +76,16 @@ class Views:
         ]
 
 
-@pytest.fixture
-def views(colin_block):
+@pytest.fixture(scope="module")
+def offscreen_views(colin_block):
     return Views(colin_block)
+
+
+@pytest.fixture
+def views(offscreen_views):
+    offscreen_views.reset()
+    yield offscreen_views
+    offscreen_views.clear()
 
 
 # ---------------------------------------------------------------- the mouse
@@ -218,7 +238,7 @@ def test_a_quick_second_click_places_a_point_and_does_not_maximize_the_view(view
     views.placer.start(views.positive, views.pairs())
     click(red, (160, 160))
     move(red, (170, 150))
-    interactor.LeftButtonDoubleClickEvent()
+    interactor.InvokeEvent(vtk.vtkCommand.LeftButtonDoubleClickEvent)  # as the Qt view sends it
     interactor.LeftButtonReleaseEvent()
     assert views.positive.GetNumberOfControlPoints() == 2
     assert not reached_the_view, "the double click reached the view (it maximizes the view in Slicer)"

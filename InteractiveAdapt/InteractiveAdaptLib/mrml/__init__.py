@@ -24,9 +24,6 @@ from InteractiveAdaptLib.mrml.markups import (
     POSITIVE_COLOR,
     ROLE_ATTRIBUTE,
     create_click_nodes,
-    placing_node,
-    start_placing,
-    stop_placing,
     style_click_node,
 )
 from InteractiveAdaptLib.mrml.point_placer import CLICK_TOLERANCE_PX, PointPlacer
@@ -87,7 +84,6 @@ __all__ = [
     "ensure_segment",
     "find_slice_node",
     "first_mri_volume",
-    "placing_node",
     "prepare_case_nodes",
     "prepare_segmentation",
     "ras_to_slice_pixel",
@@ -99,8 +95,6 @@ __all__ = [
     "slice_axis",
     "slice_nodes",
     "slice_normal",
-    "start_placing",
-    "stop_placing",
     "style_click_node",
     "volume_array",
     "volume_geometry",

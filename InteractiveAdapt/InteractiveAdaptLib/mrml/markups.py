@@ -1,12 +1,9 @@
-"""Click point lists (positive green, negative red) and Slicer's place mode."""
+"""Click point lists: positive clicks green, negative clicks red (points are placed by point_placer.py,
+not in Slicer's Place mode, so that pan and zoom keep working)."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import slicer
-
-from InteractiveAdaptLib.errors import CaseStateError
 
 POSITIVE_COLOR = (0.15, 0.8, 0.25)
 NEGATIVE_COLOR = (0.9, 0.15, 0.15)
@@ -37,33 +34,3 @@ def create_click_nodes(scene: Any) -> tuple[Any, Any]:
         style_click_node(node, positive)
         nodes.append(node)
     return nodes[0], nodes[1]
-
-
-def start_placing(scene: Any, markups_node: Any, persistent: bool = True) -> None:
-    """Put the views in place mode so that each left click adds a point to `markups_node`."""
-    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
-    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-    if selection is None or interaction is None:
-        raise CaseStateError("The views are not ready for placing points. Restart Slicer and try again.")
-    selection.SetReferenceActivePlaceNodeClassName(markups_node.GetClassName())
-    selection.SetActivePlaceNodeID(markups_node.GetID())
-    interaction.SetPlaceModePersistence(1 if persistent else 0)
-    interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.Place)
-
-
-def stop_placing(scene: Any) -> None:
-    """Back to the normal view interaction (no more points placed on click)."""
-    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-    if interaction is not None:
-        interaction.SetCurrentInteractionMode(slicer.vtkMRMLInteractionNode.ViewTransform)
-
-
-def placing_node(scene: Any) -> Any:
-    """The markups node that a click in a view would add a point to now, or None."""
-    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
-    interaction = scene.GetNodeByID("vtkMRMLInteractionNodeSingleton")
-    if selection is None or interaction is None:
-        return None
-    if interaction.GetCurrentInteractionMode() != slicer.vtkMRMLInteractionNode.Place:
-        return None
-    return scene.GetNodeByID(selection.GetActivePlaceNodeID() or "")

@@ -1,11 +1,11 @@
 """Left clicks in slice views -> control points, while the views keep their normal mouse actions.
 
-Slicer's markups Place mode gives the right and middle buttons to the markups widgets (a right click
-ends placing), so a user who places points there cannot zoom or pan between clicks. The placer leaves
-the views in ViewTransform mode instead, where right-drag zooms, middle-drag and Shift+left-drag pan,
-the wheel changes slice and left-drag sets window/level, and watches each view's interactor: a left
-press and release without modifiers and without moving more than a few pixels adds a control point at
-the pressed position, which fires PointPositionDefinedEvent with its index exactly as Place mode does.
+In Slicer's markups Place mode the markups widgets take the right button (a right-drag does not zoom,
+a right click ends placing), and a left drag places a point too. The placer leaves the views in
+ViewTransform mode instead, where right-drag zooms, middle-drag and Shift+left-drag pan, the wheel
+changes slice and left-drag sets window/level, and watches each view's interactor: a left press and
+release without modifiers and without moving more than a few pixels adds a control point at the
+pressed position, which fires PointPositionDefinedEvent with its index exactly as Place mode does.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.interaction import CaseSession
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
+from InteractiveAdaptLib.mrml.point_placer import PointPlacer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
     prepare_segmentation,
@@ -68,6 +69,7 @@ class Workflow:
         self.segment_id = ""
         self.positive: Any = None
         self.negative: Any = None
+        self.placer = PointPlacer()
 
     # ------------------------------------------------------------ patient
 
@@ -80,7 +82,7 @@ class Workflow:
             check_scalar_volume(volume)
         if not self._may_drop_clicks(f"open '{node_name(volume)}'" if volume is not None else "close it"):
             return False
-        self.cases.close(learn=False)
+        self._end_case()
         self.volume, self.segmentation, self.segment_id = volume, None, ""
         if volume is None:
             return True
@@ -95,7 +97,7 @@ class Workflow:
     def restore(self, volume: Any, segmentation: Any, segment_id: str, positive: Any, negative: Any) -> None:
         """Take up the nodes a saved scene remembers (no case is open yet); a segmentation that is not
         the volume's own is left out."""
-        self.cases.close(learn=False)
+        self._end_case()
         self.volume, self.positive, self.negative = volume, positive, negative
         own = segmentation_of(self.scene, volume) if volume is not None else None
         self.segmentation = segmentation if segmentation is not None and segmentation is own else own
@@ -128,7 +130,7 @@ class Workflow:
                 return self.select_structure(segment_id)
         if not self._may_drop_clicks(f"add '{name}'"):
             return False
-        self.cases.close(learn=False)
+        self._end_case()
         self.segment_id = self.segmentation.GetSegmentation().AddEmptySegment("", name)
         self._status(f"'{name}' added: place positive points inside it.")
         return True
@@ -141,7 +143,7 @@ class Workflow:
             raise CaseStateError("That structure no longer exists. Choose or add another one.")
         if not self._may_drop_clicks("switch structure"):
             return False
-        self.cases.close(learn=False)
+        self._end_case()
         self.segment_id = segment_id
         return True
 
@@ -163,7 +165,7 @@ class Workflow:
             raise CaseStateError("Choose the structure to rename first.")
         if not self._may_drop_clicks("rename it"):
             return False
-        self.cases.close(learn=False)
+        self._end_case()
         self.segmentation.GetSegmentation().GetSegment(self.segment_id).SetName(name)
         return True
 
@@ -211,6 +213,22 @@ class Workflow:
             self.scene, self.settings, nodes, on_error=self._case_error, on_status=on_status or self._status
         )
         return nodes
+
+    def start_placing(self, positive: bool, views: list[tuple[Any, Any]]) -> None:
+        """Each left click in `views` ((slice node, interactor) pairs) becomes a positive or negative
+        point of the case; right-drag zoom, pan and the wheel keep working meanwhile."""
+        nodes = self.prepare_case()
+        self.placer.start(nodes.positive if positive else nodes.negative, views)
+
+    def stop_placing(self) -> None:
+        """Left clicks in the views no longer place points."""
+        self.placer.stop()
+
+    @property
+    def placing(self) -> bool | None:
+        """True while placing positive points, False for negative ones, None when not placing."""
+        node = self.placer.node
+        return None if node is None else node is self.positive
 
     @property
     def clicks(self) -> int:
@@ -261,7 +279,7 @@ class Workflow:
             raise CaseStateError("Choose the structure whose learning to roll back.")
         if not self._may_drop_clicks("roll back"):
             return False
-        self.cases.close(learn=False)
+        self._end_case()
         profile, session = self.profile, self.session()
         label = f"version {version}" if version else "the shipped model"
 
@@ -293,7 +311,7 @@ class Workflow:
 
     def close(self) -> None:
         """The scene is closing: end the case without learning and forget its nodes."""
-        self.cases.close(learn=False)
+        self._end_case()
         self.volume = self.segmentation = self.positive = self.negative = None
         self.segment_id = ""
 
@@ -310,6 +328,11 @@ class Workflow:
             f"finished. To {action}, the clicks are dropped without learning (the segment stays as it is). "
             "Drop them?"
         )
+
+    def _end_case(self) -> None:
+        """End the open case without learning; placing stops (the next case starts on the next press)."""
+        self.placer.stop()
+        self.cases.close(learn=False)
 
     def _case_error(self, error: BaseException, traceback: str) -> None:
         if isinstance(error, InvalidClickError):
