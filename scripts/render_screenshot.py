@@ -1,13 +1,14 @@
-r"""Render the README / Extensions Index screenshot for real: a Slicer Red slice view of a real MRI with
-the segment the shipped model produced from simulated clicks, and the clicks (green positive, red
-negative).
+r"""Render the README / Extensions Index screenshot for real: a Slicer Red slice view of one patient's
+real MRI with several structures segmented by the shipped model from simulated clicks, each structure its
+own segment (and its own learning profile), and the last structure's clicks (green positive, red negative).
 
 Nothing is drawn by hand: Colin27 (a real T1 MRI) is loaded with Slicer's own volume reader into an
-offscreen trame-slicer Red (axial) view, the clicks are real left mouse clicks in that view, and the module's
-path (CaseManager -> ClickController -> Worker -> InteractiveSession) writes the segment, exactly as in
-Slicer. The clicks go where the simulated user of engine/click_simulation.py (centre mode) puts them:
-the first in the middle of the structure, each next one in the middle of the largest error. Learning
-goes to a temporary site store, so the screenshot changes no site weights.
+offscreen trame-slicer Red (axial) view, the clicks are real left mouse clicks in that view, and the
+module's path (Workflow -> PointPlacer -> ClickController -> Worker -> InteractiveSession) writes the
+segments, exactly as in Slicer. The clicks go where the simulated user of engine/click_simulation.py
+(centre mode) puts them: the first in the middle of the structure, each next one in the middle of the
+largest error. Each structure but the last is finished (learned) as a clinician would; learning goes to a
+temporary site store, so the screenshot changes no site weights.
 
     .venv/bin/python scripts/render_screenshot.py \
         --model models/colin27-unet-default --output Resources/Screenshot.png
@@ -33,17 +34,13 @@ sys.path.insert(0, str(REPO / "InteractiveAdapt"))  # a source checkout without 
 TEMPLATES = Path("/usr/share/mricron/templates")  # Debian package mricron-data
 MRI_FILE = TEMPLATES / "ch2.nii.gz"  # Colin27 T1
 ATLAS_FILE = TEMPLATES / "aal.nii.gz"  # AAL labels on the same grid: the "known structure"
-# (AAL structure, segment name, slice offset in mm from its largest axial cross-section), all from
-# held-out AAL pairs. The first one where the simulated user places both a positive and a negative click
-# is shown (so both colours appear); the first one when none does. Slightly below the largest cross-section
-# the slice also shows the ventricles and the insula: a recognisable brain slice.
-CANDIDATES = [
-    ("Temporal_Mid_R", "Middle temporal gyrus", -3.0),
-    ("Temporal_Sup_R", "Superior temporal gyrus", -6.0),
-    ("Frontal_Inf_Orb_R", "Inferior frontal gyrus, orbital part", 0.0),
-    ("Occipital_Inf_R", "Inferior occipital gyrus", 0.0),
+# (AAL structure, segment name, colour) of one patient, all on one axial slice: the deep grey matter of
+# the right hemisphere (the patient's right is on the screen's left in Slicer's radiological views).
+STRUCTURES = [
+    ("Caudate_R", "Caudate (R)", (0.96, 0.72, 0.0)),  # amber, as in the icon
+    ("Putamen_R", "Putamen (R)", (0.2, 0.6, 1.0)),  # blue
+    ("Thalamus_R", "Thalamus (R)", (0.85, 0.3, 0.95)),  # violet
 ]
-SEGMENT_COLOR = (0.96, 0.72, 0.0)  # amber: apart from the green and red clicks (as in the icon)
 CLICKS = 3
 SIZE_PX = (800, 600)
 ZOOM = 1.25  # the head fills the view; the slice's empty border is cut
@@ -95,17 +92,14 @@ def _capture(view) -> np.ndarray:
     return np.ascontiguousarray(pixels.reshape(height, width, 3)[::-1])  # VTK rows run bottom-up
 
 
-def render_case(
-    model_dir: str | Path,
-    structure_name: str,
-    segment_name: str,
-    slice_offset_mm: float,
-    size: tuple[int, int] = SIZE_PX,
+def render_structures(
+    model_dir: str | Path, structures=STRUCTURES, size: tuple[int, int] = SIZE_PX
 ) -> tuple[np.ndarray, dict]:
-    """Load the MRI into a Red view, click like the simulated user on one structure, and capture the view.
+    """Load the MRI into a Red view, segment each structure like the simulated user, capture the view.
 
-    Returns the RGB pixels (top row first) and what was done: the slice (axis, index), the clicks
-    (row, col, positive), the Dice after each click and the view pixel (x, y) of each click.
+    Returns the RGB pixels (top row first) and what was done: the slice (axis, index), per structure its
+    clicks (row, col, positive) and Dice after each click, and the view pixels (x, y) of the last
+    structure's clicks (the ones still shown).
     """
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
@@ -128,78 +122,68 @@ def render_case(
         geometry.ijk_to_ras, atlas_grid.ijk_to_ras
     ):
         raise RuntimeError(f"{ATLAS_FILE} is not on the grid of {MRI_FILE}.")
-    label = next(n for n, name in aal_names().items() if name == structure_name)
-    structure = mrml.volume_array(atlas) == label  # (K, J, I), voxel for voxel with the MRI
+    labels = mrml.volume_array(atlas)  # (K, J, I), voxel for voxel with the MRI
+    names = {name: n for n, name in aal_names().items()}
+    masks = [labels == names[structure] for structure, _, _ in structures]
     app.scene.RemoveNode(atlas)  # the user's scene holds the MRI only
     red.set_background_volume_id(volume.GetID())
     red.fit_view_to_content()
     red.zoom(ZOOM)
-
-    segmentation = mrml.create_segmentation(app.scene, volume, "Segmentation")
-    segment_id = segmentation.GetSegmentation().AddEmptySegment("", segment_name, list(SEGMENT_COLOR))
-    nodes = mrml.prepare_case_nodes(app.scene, volume, segmentation, segment_id)
     axis = mrml.slice_axis(red.get_view_node(), geometry)
-    areas = np.moveaxis(structure, axis, 0).reshape(structure.shape[axis], -1).sum(axis=1)
-    largest_ras = geometry.kji_to_world(np.insert(np.zeros(2), axis, int(np.argmax(areas))))
-    offset_ras = mrml.slice_normal(red.get_view_node()) * slice_offset_mm  # along the view's normal (S)
-    index, _, _ = mrml.ras_to_slice_pixel(largest_ras + offset_ras, geometry, axis)
-    target = np.take(structure, index, axis)
+    # The slice where every structure shows best: the largest smallest cross-section.
+    areas = np.stack([np.moveaxis(m, axis, 0).reshape(m.shape[axis], -1).sum(axis=1) for m in masks])
+    index = int(np.argmax(areas.min(axis=0)))
     red.get_view_node().JumpSliceByOffsetting(*geometry.kji_to_world(np.insert(np.zeros(2), axis, index)))
+    views = [(red.get_view_node(), red.interactor())]
 
     errors: list = []
-    done: dict = {
-        "structure": structure_name,
-        "slice": (axis, index),
-        "clicks": [],
-        "dice": [],
-        "view_xy": [],
-    }
+    done: dict = {"slice": (axis, index), "structures": {}, "view_xy": []}
     worker = Worker()
     with tempfile.TemporaryDirectory() as store:
         try:
-            cases = mrml.CaseManager(
-                worker, lambda settings: open_session(settings, store, model_dir, cuda_available=False)
+            workflow = mrml.Workflow(
+                app.scene,
+                worker,
+                lambda settings: open_session(settings, store, model_dir, cuda_available=False),
+                ModuleSettings(site="Screenshot", device="cpu"),
+                ask=lambda question: True,
+                on_status=lambda text: None,
+                on_error=lambda error, tb: errors.append(error),
             )
-            settings = ModuleSettings(site="Screenshot", device="cpu")
-            cases.prepare(app.scene, settings, nodes, on_error=lambda error, tb: errors.append(error))
-            rng = np.random.default_rng(0)
-            placer = mrml.PointPlacer()
-            click = first_click(target, "center", rng)
-            for _ in range(CLICKS):
-                if click is None:
-                    break  # nothing left to correct
-                row, col, positive = click
-                placer.start(
-                    nodes.positive if positive else nodes.negative, [(red.get_view_node(), red.interactor())]
-                )
-                xy = _mouse_click_at(
-                    red, geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
-                )
-                if not worker.drain(120) or errors:
-                    raise RuntimeError(f"The click was not processed: {errors or 'timeout'}")
-                shown = mrml.read_slice(nodes.segmentation, nodes.segment_id, geometry, axis, index)
-                done["clicks"].append(click)
-                done["view_xy"].append(xy)
-                done["dice"].append(round(dice(shown, target), 3))
-                click = next_click(shown, target, "center", rng)
-            placer.stop()
+            workflow.set_volume(volume)
+            for n, ((_, segment_name, colour), mask) in enumerate(zip(structures, masks, strict=True)):
+                workflow.add_structure(segment_name)
+                segment = workflow.segmentation.GetSegmentation().GetSegment(workflow.segment_id)
+                segment.SetColor(*colour)
+                target = np.take(mask, index, axis)
+                rng = np.random.default_rng(0)
+                clicks, dices, click = [], [], first_click(target, "center", rng)
+                for _ in range(CLICKS):
+                    if click is None:
+                        break  # nothing left to correct
+                    row, col, positive = click
+                    workflow.start_placing(positive, views)
+                    ras = geometry.kji_to_world(np.insert(np.array([row, col], float), axis, index))
+                    xy = _mouse_click_at(red, ras)
+                    if not worker.drain(120) or errors:
+                        raise RuntimeError(f"The click was not processed: {errors or 'timeout'}")
+                    shown = mrml.read_slice(workflow.segmentation, workflow.segment_id, geometry, axis, index)
+                    clicks.append(click)
+                    dices.append(round(dice(shown, target), 3))
+                    if n == len(structures) - 1:
+                        done["view_xy"].append(xy)
+                    click = next_click(shown, target, "center", rng)
+                workflow.stop_placing()
+                done["structures"][segment_name] = {"clicks": clicks, "dice": dices}
+                if n < len(structures) - 1:  # finished like a clinician would; the last keeps its clicks
+                    workflow.finish(learn=True)
+                    if not worker.drain(120) or errors:
+                        raise RuntimeError(f"The case did not finish: {errors or 'timeout'}")
             pixels = _capture(red)
-            cases.close(learn=False)
+            workflow.close()
         finally:
             worker.shutdown(timeout=30)
     return pixels, done
-
-
-def render_screenshot(model_dir: str | Path, size: tuple[int, int] = SIZE_PX, candidates=CANDIDATES):
-    """(RGB pixels, what was done) of the first candidate with a negative click among its clicks, else of
-    the first candidate."""
-    first = None
-    for structure_name, segment_name, offset_mm in candidates:
-        pixels, done = render_case(model_dir, structure_name, segment_name, offset_mm, size)
-        first = first or (pixels, done)
-        if len({positive for _, _, positive in done["clicks"]}) == 2:
-            return pixels, done
-    return first
 
 
 def save_png(pixels: np.ndarray, path: str | Path, colours: int = PNG_COLOURS) -> Path:
@@ -223,13 +207,13 @@ def main(argv: list[str] | None = None) -> int:
         from InteractiveAdaptLib.model.location import find_base_model_dir
 
         args.model = find_base_model_dir()
-    pixels, done = render_screenshot(args.model, tuple(args.size))
+    pixels, done = render_structures(args.model, size=tuple(args.size))
     path = save_png(pixels, args.output)
     print(
-        f"{path}: {pixels.shape[1]} x {pixels.shape[0]} px, {path.stat().st_size // 1024} KB; "
-        f"{done['structure']} on slice (axis, index) {done['slice']}; "
-        f"clicks (row, col, positive) {done['clicks']}; Dice after each click {done['dice']}"
+        f"{path}: {pixels.shape[1]} x {pixels.shape[0]} px, {path.stat().st_size // 1024} KB; slice {done['slice']}"
     )
+    for name, what in done["structures"].items():
+        print(f"  {name}: clicks (row, col, positive) {what['clicks']}, Dice after each click {what['dice']}")
     return 0
 
 

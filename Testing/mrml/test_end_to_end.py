@@ -15,6 +15,7 @@ is not the array's first axis, and one view's slices need in-plane resampling.
 from __future__ import annotations
 
 import importlib.util
+import tempfile
 import time
 from pathlib import Path
 
@@ -277,32 +278,39 @@ def _near(pixels: np.ndarray, rgb, tolerance: int = 40) -> np.ndarray:
     return np.abs(pixels.astype(int) - np.array(rgb) * 255).max(axis=-1) <= tolerance
 
 
-def test_screenshot_script_renders_the_segment_and_the_clicks_the_right_way_up(shipped_model_dir, tmp_path):
+def test_screenshot_script_renders_several_structures_and_the_clicks_the_right_way_up(shipped_model_dir):
     script = _screenshot_script()
     width, height = script.SIZE_PX
-    pixels, done = script.render_screenshot(shipped_model_dir, candidates=script.CANDIDATES[:1])
+    pixels, done = script.render_structures(shipped_model_dir)
     assert pixels.shape == (height, width, 3) and pixels.dtype == np.uint8
     assert pixels.std() > 20, "a blank or flat frame, not an MRI slice"
-    assert len(done["clicks"]) >= 2 and done["clicks"][0][2], (
-        "the simulated user starts with a positive click"
-    )
+    assert list(done["structures"]) == [name for _, name, _ in script.STRUCTURES]
 
-    # The segment's fill: the amber segment colour blended over grey voxels (no grey, green or red is amber).
-    r, g, b = (pixels[..., c].astype(int) for c in range(3))
-    overlay = (r - b > 80) & (g - b > 40) & (r > g)
-    assert overlay.sum() > 300, "the segment overlay is not visible"
-    # Slicer's axial view is radiological: the patient's right is on the screen's left. The structure is
-    # the RIGHT middle temporal gyrus, so the overlay must lie in the left half of the picture.
-    assert np.nonzero(overlay)[1].mean() < width / 2, "the picture is mirrored left-right"
+    # Each structure's fill: its colour blended over grey voxels, in its own place. Slicer's axial view is
+    # radiological: the patient's right is on the screen's left, and every structure is a RIGHT one.
+    grey = np.abs(pixels[..., 0].astype(int) - pixels[..., 2]) < 12
+    for _, name, colour in script.STRUCTURES:
+        tint = np.array(colour) - np.array(colour).mean()
+        overlay = (pixels.astype(int) - pixels.mean(axis=-1, keepdims=True)) @ tint > 0.6 * (
+            tint @ tint
+        ) * 100
+        overlay &= ~grey
+        assert overlay.sum() > 150, f"the {name} segment is not visible"
+        assert np.nonzero(overlay)[1].mean() < width / 2, f"{name} is drawn mirrored left-right"
+        assert max(done["structures"][name]["dice"]) > 0.6, done["structures"][name]
 
-    # Each click is drawn where it was clicked, in its colour: view y runs bottom-up, picture rows top-down,
-    # so this also checks that the picture is not upside down.
-    for (_, _, positive), (x, y) in zip(done["clicks"], done["view_xy"], strict=True):
-        colour = mrml.POSITIVE_COLOR if positive else mrml.NEGATIVE_COLOR
-        around = pixels[height - 1 - y - 2 : height - y + 2, x - 2 : x + 3]
-        assert _near(around, colour).all(), f"no {'green' if positive else 'red'} point at ({x}, {y})"
+    # The last structure's clicks are drawn where they were clicked, in their colour (a point inside the
+    # segment shows through its half-transparent fill). View y runs bottom-up, picture rows top-down, so
+    # this also checks that the picture is not upside down.
+    *_, (_, last, fill) = script.STRUCTURES
+    for (_, _, positive), (x, y) in zip(done["structures"][last]["clicks"], done["view_xy"], strict=True):
+        colour = np.array(mrml.POSITIVE_COLOR if positive else mrml.NEGATIVE_COLOR)
+        around = pixels[height - 1 - y - 1 : height - y + 1, x - 1 : x + 2]
+        assert (_near(around, colour) | _near(around, (colour + np.array(fill)) / 2)).all(), (
+            f"no {'green' if positive else 'red'} point at ({x}, {y})"
+        )
 
-    path = script.save_png(pixels, tmp_path / "Screenshot.png")
+    path = script.save_png(pixels, Path(tempfile.mkdtemp()) / "Screenshot.png")
     assert 10_000 < path.stat().st_size < 300_000, "the PNG must stay compact for the README"
     from PIL import Image
 
