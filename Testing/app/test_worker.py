@@ -233,3 +233,20 @@ def test_inline_executor_accepts_owners_and_cancel_filters():
     assert results[0].value == 1
     assert executor.cancel(owner="case") == 0 and executor.cancel(job_ids=[1]) == 0
     assert executor.tick() > 0 and executor.poll(wait_s=1) == []
+
+
+def test_a_job_without_a_cancel_flag_that_ran_to_the_end_is_not_reported_cancelled(worker):
+    started, release = threading.Event(), threading.Event()
+
+    def rollback():  # cannot stop half-way: once started it happens
+        started.set()
+        release.wait(5)
+        return "rolled back"
+
+    worker.submit(rollback)
+    assert started.wait(5)
+    worker.cancel()
+    release.set()
+    assert worker.wait_idle(5)
+    (result,) = worker.poll()
+    assert result.ok and result.value == "rolled back"

@@ -244,9 +244,7 @@ def test_parameter_node_fields_match_the_widgets_bound_to_them(ui):
             assert fields[parameter] == f"slicer.{widget.nodeTypes[0]}"
         elif isinstance(widget, QCheckBox):
             assert fields[parameter] == "bool"
-    assert {"segmentation", "segmentID", "positivePoints", "negativePoints"} <= set(
-        fields
-    )  # kept by the scene
+    assert "segmentID" in fields  # the structure being segmented, kept by the scene
 
 
 def test_every_control_explains_itself(ui):

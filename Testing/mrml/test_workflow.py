@@ -4,6 +4,9 @@ rejected clicks in the status line, and a cancelled rollback or finish reported 
 
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import vtk
@@ -194,7 +197,7 @@ def test_rollback_asks_first_and_a_cancelled_one_says_so(mri_scene):
     try:
         panel.answer = True
         w.executor = w.cases.executor = worker
-        gate = worker.submit(lambda: __import__("time").sleep(0.3), description="Busy")
+        gate = worker.submit(time.sleep, 0.3, description="Busy")
         assert w.rollback(0)
         worker.cancel()
         assert worker.drain(10) and gate is not None
@@ -222,3 +225,42 @@ def test_volume_of_a_missing_file_or_4d_is_refused_before_anything_changes(mri_s
     with pytest.raises((InteractiveAdaptError, ImageReadError)):
         panel.workflow.set_volume(vector)
     assert panel.workflow.volume is mri_scene.volume
+
+
+def test_resetting_a_case_cancels_its_own_jobs_only(mri_scene):
+    panel = Panel(mri_scene)
+    w = panel.workflow
+    w.set_volume(mri_scene.volume)
+    w.add_structure("Brain")
+    panel.click()
+    worker = Worker()
+    try:
+        w.executor = w.cases.executor = w.cases.controller.executor = worker
+        release = threading.Event()
+        worker.submit(release.wait, 5, description="Busy")
+        exported = []
+        worker.submit(exported.append, "site.zip", description="Exporting the site")  # queued, not the case's
+        w.reset()
+        release.set()
+        assert worker.drain(10)
+        assert exported == ["site.zip"] and w.clicks == 0
+    finally:
+        worker.shutdown(timeout=10)
+
+
+def test_a_saved_scene_is_taken_up_with_its_own_nodes(mri_scene):
+    first = Panel(mri_scene)
+    first.workflow.set_volume(mri_scene.volume)
+    first.workflow.add_structure("Hippocampus")
+    first.workflow.add_structure("Caudate")
+    first.workflow.prepare_case()
+    remembered = first.workflow.structures()[0][0]
+    lists = mri_scene.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")
+
+    again = Panel(mri_scene)  # the module opened on the saved scene: the parameter node remembers these
+    again.workflow.restore(mri_scene.volume, remembered)
+    assert again.workflow.segmentation is first.workflow.segmentation
+    assert again.workflow.structure_name == "Hippocampus"
+    again.workflow.prepare_case()
+    assert again.workflow.positive is first.workflow.positive  # no second pair of point lists
+    assert mri_scene.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == lists

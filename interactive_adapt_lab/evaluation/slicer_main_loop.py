@@ -127,12 +127,17 @@ class SlicerMainLoop:
         self, since: float = float("-inf"), until: float = float("inf"), labels: set[str] | None = None
     ) -> float:
         """The longest callback (seconds) that started within [since, until], optionally of some labels."""
-        durations = [
-            s.duration_s
-            for s in self.stalls
-            if since <= s.started <= until and (labels is None or s.label in labels)
+        worst = self.worst_stall(since, until, labels)
+        return worst.duration_s if worst is not None else 0.0
+
+    def worst_stall(
+        self, since: float = float("-inf"), until: float = float("inf"), labels: set[str] | None = None
+    ) -> Stall | None:
+        """The longest callback that started within [since, until] (None if there was none)."""
+        stalls = [
+            s for s in self.stalls if since <= s.started <= until and (labels is None or s.label in labels)
         ]
-        return max(durations, default=0.0)
+        return max(stalls, key=lambda s: s.duration_s, default=None)
 
     # ------------------------------------------------------------ internals
 

@@ -289,7 +289,9 @@ class Worker:
             result.traceback = traceback.format_exc()
             log.debug("Job %d (%s) failed: %s", job.id, job.description, exc)
         result.duration_s = time.perf_counter() - start
-        if job.cancel_requested:
+        # A job that was handed its cancel flag may have stopped early; one that was not ran to the end
+        # (e.g. a rollback): it happened, whatever was pressed meanwhile.
+        if job.cancel_requested and "cancel_event" in job.kwargs:
             result.cancelled = True
         return result
 

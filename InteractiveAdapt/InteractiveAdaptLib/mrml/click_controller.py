@@ -141,6 +141,7 @@ class ClickController(slicer.util.VTKObservationMixin):
             volume,
             self.geometry.spacing_kji,
             self.profile,
+            owner=self,
             description="Preparing the image",
             on_done=self._on_started,
         )
@@ -155,12 +156,14 @@ class ClickController(slicer.util.VTKObservationMixin):
 
     def reset_case(self) -> None:
         """Forget every click of the case and put each touched slice back as it was before the case."""
-        self.executor.cancel()
+        self.executor.cancel(owner=self)  # this case's jobs only: a queued export or rollback goes on
         # newest first, so that where slices cross, the oldest (pre-case) content is written last
         for key, (content, _) in sorted(self._base.items(), key=lambda item: -item[1][1]):
             self._write(*key, content)
         self._clear_points()
-        self.executor.submit(self._reset_session, description="Resetting the case", on_done=self._on_simple)
+        self.executor.submit(
+            self._reset_session, owner=self, description="Resetting the case", on_done=self._on_simple
+        )
 
     def _reset_session(self) -> None:
         """Worker thread: reset the session's case, unless its start was cancelled."""
@@ -207,6 +210,7 @@ class ClickController(slicer.util.VTKObservationMixin):
             self._finish_session,
             accepted or None,
             learn,
+            owner=self,
             description="Learning from the finished case" if learn else "Finishing the case",
             on_done=on_done or self._on_simple,
             pass_cancel_event=True,
@@ -263,12 +267,16 @@ class ClickController(slicer.util.VTKObservationMixin):
         self.executor.submit(
             self.session.add_click,
             click,
+            owner=self,
             description=f"Segmenting ({kind} click)",
             on_done=functools.partial(self._on_prediction, record),
         )
         # Show first, learn after: the MI step runs before the next click is processed.
         self.executor.submit(
-            self.session.learn_pending, description="Learning from the click", on_done=self._on_simple
+            self.session.learn_pending,
+            owner=self,
+            description="Learning from the click",
+            on_done=self._on_simple,
         )
 
     @calldata_type(vtk.VTK_INT)
@@ -324,6 +332,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         self.executor.submit(
             self._drop_from_session,
             record.click,
+            owner=self,
             description="Undoing the click" if was_last else "Removing the click",
             on_done=functools.partial(self._on_dropped, record, later_same_slice),
         )

@@ -25,7 +25,14 @@ def style_click_node(node: Any, positive: bool) -> None:
 
 
 def create_click_nodes(scene: Any) -> tuple[Any, Any]:
-    """Two point lists: positive clicks (green) and negative clicks (red)."""
+    """Two point lists: positive clicks (green) and negative clicks (red); the scene's own when it has
+    them (e.g. a saved scene opened again)."""
+    found = {}
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode")):
+        node = scene.GetNthNodeByClass(n, "vtkMRMLMarkupsFiducialNode")
+        found.setdefault(node.GetAttribute(ROLE_ATTRIBUTE), node)
+    if "positive" in found and "negative" in found:
+        return found["positive"], found["negative"]
     nodes = []
     for positive in (True, False):
         node = scene.AddNewNodeByClass(

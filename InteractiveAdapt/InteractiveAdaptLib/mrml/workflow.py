@@ -94,13 +94,12 @@ class Workflow:
         self._status(f"'{node_name(volume)}' is open. Add or choose the structure to segment.")
         return True
 
-    def restore(self, volume: Any, segmentation: Any, segment_id: str, positive: Any, negative: Any) -> None:
-        """Take up the nodes a saved scene remembers (no case is open yet); a segmentation that is not
-        the volume's own is left out."""
+    def restore(self, volume: Any, segment_id: str) -> None:
+        """Take up a patient a saved scene remembers (its own segmentation, the structure being
+        segmented); no case is open yet."""
         self._end_case()
-        self.volume, self.positive, self.negative = volume, positive, negative
-        own = segmentation_of(self.scene, volume) if volume is not None else None
-        self.segmentation = segmentation if segmentation is not None and segmentation is own else own
+        self.volume = volume
+        self.segmentation = segmentation_of(self.scene, volume) if volume is not None else None
         ids = self._segment_ids() if self.segmentation is not None else []
         self.segment_id = segment_id if segment_id in ids else (ids[0] if ids else "")
 
@@ -207,7 +206,7 @@ class Workflow:
         if not self.segment_id:
             raise CaseStateError("Add the structure you segment first: type its name and press Add.")
         if self.positive is None or self.scene.GetNodeByID(self.positive.GetID() or "") is None:
-            self.positive, self.negative = create_click_nodes(self.scene)
+            self.positive, self.negative = create_click_nodes(self.scene)  # the scene's own if it has them
         nodes = CaseNodes(self.volume, self.segmentation, self.segment_id, self.positive, self.negative)
         self.cases.prepare(
             self.scene, self.settings, nodes, on_error=self._case_error, on_status=on_status or self._status
@@ -253,7 +252,7 @@ class Workflow:
         def done(result: Any) -> None:
             if result.error is not None:
                 self._error(result.error, result.traceback)
-            elif result.cancelled or result.value is None or result.value.cancelled:
+            elif result.value is None or result.value.cancelled:  # the summary says what happened
                 self._status("Learning cancelled: the case ended without learning; the segment stays.")
             else:
                 s = result.value
