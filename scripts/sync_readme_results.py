@@ -8,6 +8,7 @@ the table NAME takes from a file the commands write:
   default-ablations   benchmarks/results/ablations/adaptation-*.json, every stream and method
   guard-three-orders  benchmarks/results/guard/adaptation.md, its table of every method
   speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
+  slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
@@ -86,6 +87,27 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+SLICER_LOOP_ROWS = {
+    "click_to_mask_ms": ("click to mask in the segment", "p95 <= 100 ms"),
+    "click_stall_ms": ("GUI's longest stall, a click incl. its MI step", "<= 150 ms"),
+    "finish_stall_ms": ("GUI's longest stall, Finish case", "<= 150 ms"),
+}
+
+
+def slicer_loop_table() -> str:
+    loop = json.loads((RESULTS / "slicer_loop.json").read_text())
+    rows = ["| figure | p50 | p95 | target |", "|---|---|---|---|"]
+    figures = [(loop["results"][key], label, target) for key, (label, target) in SLICER_LOOP_ROWS.items()]
+    figures.append((loop["baseline_plain_poll"]["click_to_mask_ms"], "the former design, click to mask", ""))
+    for figure, label, target in figures:
+        rows.append(f"| {label} | {figure['p50']:,.0f} ms | {figure['p95']:,.0f} ms | {target} |")
+    first = loop["results"]["first_case_start_stall_ms"]
+    rows.append(
+        f"| the first case of a Slicer run: session opened on the main thread | {first:,.0f} ms once | | |"
+    )
+    return "\n".join(rows)
+
+
 SOURCES = {
     "base-model": base_model_table,
     "default-ablations": ablations_table,
@@ -93,6 +115,7 @@ SOURCES = {
         (RESULTS / "guard" / "adaptation.md").read_text(), after="## Every method"
     ),
     "speed": speed_table,
+    "slicer-loop": slicer_loop_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }
