@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interactive_adapt_lab.slicer_core import make_core  # noqa: F401 (the tests import it from here)
+
 # The engine's shared fixtures (Testing/conftest_engine.py), registered here so that pytest loads and
 # assertion-rewrites it once for every test file.
 pytest_plugins = ["conftest_engine"]
@@ -73,31 +75,6 @@ GEOMETRIES = {
         {"Axial": 1, "Coronal": 2, "Sagittal": 0},
     ),
 }
-
-
-def make_core() -> types.SimpleNamespace:
-    """Minimal Slicer 'application' without Qt: scene + the logics that slicer.modules would give."""
-    import slicer
-
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    color_logic = app_logic.GetColorLogic()
-    color_logic.SetMRMLScene(scene)
-    color_logic.AddDefaultColorNodes()
-    app_logic.SetModuleLogic("Colors", color_logic)
-    logics = {}
-    for name, cls in [
-        ("Volumes", slicer.vtkSlicerVolumesLogic),
-        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),  # registers the converters
-        ("Markups", slicer.vtkSlicerMarkupsLogic),
-    ]:
-        logic = cls()
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app_logic)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return types.SimpleNamespace(scene=scene, app_logic=app_logic, **logics)
 
 
 @pytest.fixture(scope="session")

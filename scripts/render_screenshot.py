@@ -47,19 +47,6 @@ ZOOM = 1.25  # the head fills the view; the slice's empty border is cut
 PNG_COLOURS = 192  # palette PNG: a third of the size of a true-colour one, no visible banding
 
 
-def _volume_node(scene, path: Path, name: str, show: bool = True):
-    """Read an image file as Slicer's 'Add data' does (storage node: voxels and IJK->RAS from the header)."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        raise RuntimeError(f"Slicer could not read {path}; run scripts/setup.sh (package mricron-data).")
-    if show:
-        node.CreateDefaultDisplayNodes()
-    return node
-
-
 def _mouse_click_at(view, ras) -> tuple[int, int]:
     """A real left click through the view's interactor at the screen pixel that shows a RAS point."""
     import vtk
@@ -105,6 +92,7 @@ def render_structures(
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
 
     from interactive_adapt_lab.data.datasets import aal_names
+    from interactive_adapt_lab.slicer_core import load_volume
     from InteractiveAdaptLib import mrml
     from InteractiveAdaptLib.app.settings import ModuleSettings, open_session
     from InteractiveAdaptLib.app.worker import Worker
@@ -115,8 +103,8 @@ def render_structures(
     app.view_manager.register_factory(DirectViewFactory(do_render_offscreen=True))
     red = app.view_manager.create_view(ViewLayoutDefinition.axial_view())
     red.render_window().SetSize(*size)
-    volume = _volume_node(app.scene, MRI_FILE, "Colin27 T1")
-    atlas = _volume_node(app.scene, ATLAS_FILE, "AAL atlas", show=False)
+    volume = load_volume(app.scene, MRI_FILE, "Colin27 T1")
+    atlas = load_volume(app.scene, ATLAS_FILE, "AAL atlas", show=False)
     geometry, atlas_grid = mrml.volume_geometry(volume), mrml.volume_geometry(atlas)
     if geometry.shape_kji != atlas_grid.shape_kji or not np.allclose(
         geometry.ijk_to_ras, atlas_grid.ijk_to_ras

@@ -52,6 +52,12 @@ class Panel:
         self.questions.append(question)
         return self.answer
 
+    def open_structure(self, name: str):
+        """Patient A opened and a structure of that name added: the workflow, ready to click."""
+        self.workflow.set_volume(self.mri.volume)
+        self.workflow.add_structure(name)
+        return self.workflow
+
     def click(self, kji=TARGET_KJI, view="Axial", positive=True, spec=None):
         ras = voxel_ras(spec or self.mri.spec, kji)
         self.views[view].JumpSliceByOffsetting(*ras)
@@ -111,9 +117,7 @@ def test_structures_are_added_by_name_stepped_and_renamed_each_with_its_own_prof
 
 def test_a_new_patient_while_a_case_is_open_asks_and_never_mixes_patients(mri_scene):
     panel = Panel(mri_scene, answer=False)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Hippocampus")
+    w = panel.open_structure("Hippocampus")
     panel.click()
     a_segment = panel.segment()
     assert a_segment.sum() > 0 and w.clicks == 1
@@ -162,9 +166,7 @@ def test_label_maps_are_refused_with_a_message(mri_scene):
 
 def test_rejected_clicks_go_to_the_status_line_not_to_an_error_dialog(mri_scene):
     panel = Panel(mri_scene)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Brain")
+    w = panel.open_structure("Brain")
     w.prepare_case()
     w.positive.AddControlPointWorld(vtk.vtkVector3d(500.0, 500.0, 500.0))  # on no slice view, off the image
     assert panel.errors == [] and w.clicks == 0
@@ -173,9 +175,7 @@ def test_rejected_clicks_go_to_the_status_line_not_to_an_error_dialog(mri_scene)
 
 def test_points_defined_inside_a_modify_block_become_clicks(mri_scene):
     panel = Panel(mri_scene)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Brain")
+    w = panel.open_structure("Brain")
     w.prepare_case()
     ras = voxel_ras(mri_scene.spec, TARGET_KJI)
     panel.views["Axial"].JumpSliceByOffsetting(*ras)
@@ -187,9 +187,7 @@ def test_points_defined_inside_a_modify_block_become_clicks(mri_scene):
 
 def test_rollback_asks_first_and_a_cancelled_one_says_so(mri_scene):
     panel = Panel(mri_scene, answer=False)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Brain")
+    w = panel.open_structure("Brain")
     panel.click()
     assert not w.rollback(0) and w.clicks == 1  # kept the case
 
@@ -208,9 +206,7 @@ def test_rollback_asks_first_and_a_cancelled_one_says_so(mri_scene):
 
 def test_finish_reports_what_was_learned(mri_scene):
     panel = Panel(mri_scene)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Brain")
+    w = panel.open_structure("Brain")
     panel.click()
     done = []
     w.finish(learn=True, on_done=done.append)
@@ -229,9 +225,7 @@ def test_volume_of_a_missing_file_or_4d_is_refused_before_anything_changes(mri_s
 
 def test_resetting_a_case_cancels_its_own_jobs_only(mri_scene):
     panel = Panel(mri_scene)
-    w = panel.workflow
-    w.set_volume(mri_scene.volume)
-    w.add_structure("Brain")
+    w = panel.open_structure("Brain")
     panel.click()
     worker = Worker()
     try:

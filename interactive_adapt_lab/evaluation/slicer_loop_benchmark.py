@@ -28,10 +28,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+
+from interactive_adapt_lab.slicer_core import load_volume, make_core
 
 log = logging.getLogger(__name__)
 
@@ -54,44 +55,6 @@ DEFAULT_OUTPUT = Path("benchmarks/results/slicer_loop.json")
 
 
 # ---------------------------------------------------------------- the scene
-
-
-def _make_core() -> SimpleNamespace:
-    """A Qt-free Slicer core: scene + the logics the module relies on (segmentation converters, markups);
-    the logics must stay referenced as long as the scene is used."""
-    import slicer
-
-    scene = slicer.vtkMRMLScene()
-    app_logic = slicer.vtkSlicerApplicationLogic()
-    app_logic.SetMRMLScene(scene)
-    color_logic = app_logic.GetColorLogic()
-    color_logic.SetMRMLScene(scene)
-    color_logic.AddDefaultColorNodes()
-    app_logic.SetModuleLogic("Colors", color_logic)
-    logics = {}
-    for name, cls in [
-        ("Volumes", slicer.vtkSlicerVolumesLogic),
-        ("Segmentations", slicer.vtkSlicerSegmentationsModuleLogic),  # registers the converters
-        ("Markups", slicer.vtkSlicerMarkupsLogic),
-    ]:
-        logic = cls()
-        logic.SetMRMLScene(scene)
-        logic.SetMRMLApplicationLogic(app_logic)
-        app_logic.SetModuleLogic(name, logic)
-        logics[name] = logic
-    return SimpleNamespace(scene=scene, app_logic=app_logic, logics=logics)
-
-
-def _volume_node(scene: Any, path: Path, name: str) -> Any:
-    """Read an image file as Slicer's 'Add data' does (storage node: voxels and IJK->RAS from the header)."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
-    storage.SetFileName(str(path))
-    node.SetAndObserveStorageNodeID(storage.GetID())
-    if not storage.ReadData(node):
-        raise RuntimeError(f"Slicer could not read {path}; install the package mricron-data.")
-    node.CreateDefaultDisplayNodes()
-    return node
 
 
 def _red_slice_node(scene: Any) -> Any:
@@ -142,9 +105,9 @@ class _BenchmarkRun:
         from InteractiveAdaptLib.app.worker import Worker
 
         self.model_dir, self.store, self.timeout_s = model_dir, store, timeout_s
-        self.core = _make_core()
-        self.volume = _volume_node(self.core.scene, MRI_FILE, "Colin27 T1")
-        atlas = _volume_node(self.core.scene, ATLAS_FILE, "AAL atlas")
+        self.core = make_core()
+        self.volume = load_volume(self.core.scene, MRI_FILE, "Colin27 T1")
+        atlas = load_volume(self.core.scene, ATLAS_FILE, "AAL atlas")
         self.atlas_labels = mrml.volume_array(atlas)
         self.core.scene.RemoveNode(atlas)  # the user's scene holds the MRI only
         self.red = _red_slice_node(self.core.scene)

@@ -63,6 +63,16 @@ class Job:
         """True once `Worker.cancel()` asked this job to stop."""
         return self.cancel_event.is_set()
 
+    @classmethod
+    def make(cls, job_id, fn, args, kwargs, description, on_done, owner, pass_cancel_event) -> Job:
+        """A job as both executors build it; with pass_cancel_event, `fn` also gets `cancel_event=`."""
+        job = cls(
+            job_id, description or getattr(fn, "__name__", "job"), fn, args, kwargs, on_done, owner=owner
+        )
+        if pass_cancel_event:
+            job.kwargs["cancel_event"] = job.cancel_event
+        return job
+
 
 @dataclass
 class JobResult:
@@ -138,17 +148,7 @@ class Worker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("The worker has been shut down; no more jobs can be submitted.")
-            job = Job(
-                next(self._ids),
-                description or getattr(fn, "__name__", "job"),
-                fn,
-                args,
-                kwargs,
-                on_done,
-                owner=owner,
-            )
-            if pass_cancel_event:
-                job.kwargs["cancel_event"] = job.cancel_event
+            job = Job.make(next(self._ids), fn, args, kwargs, description, on_done, owner, pass_cancel_event)
             self._pending[job.id] = job
         self._inbox.put(job)
         if self.wake is not None and threading.get_ident() == self._main_thread:
@@ -314,17 +314,7 @@ class InlineExecutor:
         **kwargs: Any,
     ) -> Job:
         """Run `fn` now and call `on_done` with its result before returning."""
-        job = Job(
-            next(self._ids),
-            description or getattr(fn, "__name__", "job"),
-            fn,
-            args,
-            kwargs,
-            on_done,
-            owner=owner,
-        )
-        if pass_cancel_event:
-            job.kwargs["cancel_event"] = job.cancel_event
+        job = Job.make(next(self._ids), fn, args, kwargs, description, on_done, owner, pass_cancel_event)
         result = JobResult(job.id, job.description)
         start = time.perf_counter()
         try:
