@@ -141,6 +141,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
         for shortcut in self._shortcuts:
             shortcut.setEnabled(True)
+        if dependencies.is_distribution_installed("torch"):  # load the network while a study is loaded
+            self.workflow.preload_session(on_ready=self.refreshProfile)
         self.refreshProfile()
 
     def exit(self):
@@ -245,12 +247,14 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def refreshProfile(self):
         """What the structure's profile has learned, and its versions: from the store, before any click."""
         self.ui.modelVersionComboBox.clear()
-        if self.workflow.segment_id and not dependencies.can_import("torch"):
-            self.ui.profileLabel.text = "Versions show once PyTorch is installed (press a point button)."
-            return
+        if self.workflow.segment_id and not self.workflow.session_ready:
+            if not dependencies.is_distribution_installed("torch"):
+                self.ui.profileLabel.text = "Versions show once PyTorch is installed (press a point button)."
+                return
+            self.ui.profileLabel.text = "Loading the network..."  # on the worker; shown when it is done
+            return self.workflow.preload_session(on_ready=self.refreshProfile)
         try:
-            with slicer.util.WaitCursor():  # opens the session the first time: a second or two
-                summary, choices = self.workflow.profile_summary(), self.workflow.version_choices()
+            summary, choices = self.workflow.profile_summary(), self.workflow.version_choices()
         except InteractiveAdaptError as error:
             return self.showError(error)
         self.ui.profileLabel.text = self.ui.provenanceLabel.text = summary

@@ -31,6 +31,8 @@ def test_quick_run_writes_the_figures_and_the_report(tiny_model_dir, tmp_path):
     for key in ("click_to_mask_ms", "click_stall_ms", "mi_step_ms", "finish_stall_ms", "finish_ms"):
         assert set(r[key]) == STATS and r[key]["n"] >= 1, key
     assert r["first_click_ms"] > 0 and r["first_case_start_stall_ms"] > 0
+    assert r["module_open"]["stall_ms"] > 0 and r["module_open"]["loading_s"] > 0
+    assert isinstance(r["module_open"]["network_loaded"], bool)
     for click in result["per_click"]:
         assert click["wait_ms"] > 0 and click["stall_ms"] > 0 and click["stall_in"]
         assert click["mi_ms"] is None or click["mi_ms"] > 0
@@ -69,6 +71,7 @@ def test_the_report_shows_the_baseline_when_there_is_one():
             "case_start_stall_ms": stats,
             "first_click_ms": 1.0,
             "first_case_start_stall_ms": 1.0,
+            "module_open": {"loading_s": 3.0, "stall_ms": 1.0, "network_loaded": True},
             "errors": [],
         },
         "meets_targets": {"click_to_mask_p95": True, "stall": True},

@@ -258,3 +258,30 @@ def test_a_saved_scene_is_taken_up_with_its_own_nodes(mri_scene):
     again.workflow.prepare_case()
     assert again.workflow.positive is first.workflow.positive  # no second pair of point lists
     assert mri_scene.scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == lists
+
+
+def test_the_network_loads_on_the_worker_once_while_the_gui_goes_on(mri_scene):
+    release, opened, ready = threading.Event(), [], []
+    panel = Panel(mri_scene)
+    w = panel.workflow
+
+    def slow_open(settings):  # engine imports and network loading take a while
+        release.wait(5)
+        opened.append(settings)
+        return ThresholdSessionDouble()
+
+    worker = Worker()
+    try:
+        w.executor = w.cases.executor = worker
+        w.cases._open_session = slow_open
+        w.preload_session(on_ready=lambda: ready.append(True))
+        w.preload_session(on_ready=lambda: ready.append(True))  # asked again meanwhile: no second load
+        assert not w.session_ready and opened == []  # the main thread did not wait
+        release.set()
+        assert worker.drain(10)
+        assert w.session_ready and len(opened) == 1 and ready == [True]
+        w.set_volume(mri_scene.volume)
+        w.add_structure("Brain")
+        assert w.version_choices() == [("Shipped base model", 0)] and len(opened) == 1
+    finally:
+        worker.shutdown(timeout=10)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,7 @@ class CaseManager:
         self.session_settings: Any = None
         self.controller: ClickController | None = None
         self.profile: str | None = None
+        self._opening = threading.Lock()  # the worker may be opening it ahead (Workflow.preload_session)
 
     def matches(self, volume_node: Any, segmentation_node: Any, segment_id: str | None) -> bool:
         """True if the open case works on these nodes."""
@@ -104,11 +106,17 @@ class CaseManager:
         self.controller.start_case()
 
     def session_for(self, settings: Any) -> CaseSession:
-        """The engine session for `settings`, opened again only when they changed."""
-        if self.session is None or self.session_settings != settings:
-            self.session = self._open_session(settings)
-            self.session_settings = copy.copy(settings)
-        return self.session
+        """The engine session for `settings`, opened again only when they changed (on whichever thread
+        asks first; another thread asking meanwhile waits for that one)."""
+        with self._opening:
+            if self.session is None or self.session_settings != settings:
+                self.session = self._open_session(settings)
+                self.session_settings = copy.copy(settings)
+            return self.session
+
+    def session_ready(self, settings: Any) -> bool:
+        """True if the session for `settings` is open (asking for it would not wait)."""
+        return self.session is not None and self.session_settings == settings and not self._opening.locked()
 
     def restart_profile_from_base(self) -> None:
         """After the user agreed: the case's profile, learned from another base model, starts again from

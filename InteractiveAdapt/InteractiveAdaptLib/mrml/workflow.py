@@ -70,6 +70,7 @@ class Workflow:
         self.positive: Any = None
         self.negative: Any = None
         self.placer = PointPlacer()
+        self._preloading = False
 
     # ------------------------------------------------------------ patient
 
@@ -197,6 +198,27 @@ class Workflow:
     def session(self) -> CaseSession:
         """The engine session for the current settings (opened on first use)."""
         return self.cases.session_for(self.settings)
+
+    @property
+    def session_ready(self) -> bool:
+        """True when the session is open: asking it for versions does not wait for the network to load."""
+        return self.cases.session_ready(self.settings)
+
+    def preload_session(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Open the session on the worker (engine imports, network loading) while the user loads a study,
+        so that choosing the first structure does not freeze the GUI; `on_ready` runs once it is open,
+        a failure goes to on_error."""
+
+        def done(result: Any) -> None:
+            self._preloading = False
+            if result.error is not None:
+                self._error(result.error, result.traceback)
+            elif result.ok and on_ready is not None:
+                on_ready()
+
+        if not (self.session_ready or self._preloading):
+            self._preloading = True
+            self.executor.submit(self.session, description="Loading the network", on_done=done)
 
     # ------------------------------------------------------------ clicks
 
