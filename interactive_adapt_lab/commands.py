@@ -7,18 +7,24 @@ import argparse
 
 from interactive_adapt_lab import demo
 from interactive_adapt_lab.data import datasets
-from interactive_adapt_lab.evaluation import adaptation_benchmark, slicer_loop_benchmark, speed_benchmark
+from interactive_adapt_lab.evaluation import (
+    adaptation_benchmark,
+    slicer_loop_benchmark,
+    speed_benchmark,
+    volumetric_benchmark,
+)
 from interactive_adapt_lab.training import model_export, training, training_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add demo, benchmark, bench-speed, bench-slicer-loop, train, training-report, export-model and
-    build-cache."""
+    """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric, train, training-report,
+    export-model and build-cache."""
     for module in (
         demo,
         adaptation_benchmark,
         speed_benchmark,
         slicer_loop_benchmark,
+        volumetric_benchmark,
         training,
         training_report,
         model_export,
