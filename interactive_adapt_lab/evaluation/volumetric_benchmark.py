@@ -166,6 +166,91 @@ class FillBetween(PerSlice):
         return self.interpolate(self._clicked, AXIS)
 
 
+class Propagate(PerSlice):
+    """A click segments its slice; the result then travels slice by slice along the axis, in both
+    directions, up to the next slice the user clicked or until the network loses the structure.
+
+    Each next slice is predicted from one positive pseudo-click at the deepest point of the previous
+    slice's mask, kept within `grow_mm` of that mask (a structure changes little from one slice to the
+    next: this stops leaks into neighbouring cortex); propagation stops when the new mask keeps less
+    than `min_area_ratio` of the previous one's area or its mean foreground probability falls below
+    `min_confidence`. With `interpolate_between`, slices between two clicked slices are filled by
+    contour interpolation instead.
+
+    Under study, not in the benchmark's methods yet: measured on Colin27 (caudate, thalamus), this first
+    stop rule never fires. A positive pseudo-click always gives a confident blob, so the result runs
+    through every slice of the volume (3D Dice 0.04 and 0.18 after one click, whatever `grow_mm` and
+    `min_confidence`). The stop needs another signal (intensity against the clicked slices, an extent
+    prior from the clicked cross-section, or a prior-mask input channel).
+    """
+
+    def __init__(
+        self,
+        session,
+        grow_mm: float = 3.0,
+        min_area_ratio: float = 0.3,
+        min_confidence: float = 0.7,
+        interpolate_between: bool = False,
+        name: str = "propagate",
+    ) -> None:
+        super().__init__(session)
+        self.grow_mm, self.min_area_ratio, self.min_confidence = grow_mm, min_area_ratio, min_confidence
+        self.interpolate_between, self.name = interpolate_between, name
+        self.confirmed: dict[int, np.ndarray] = {}
+
+    def reset(self) -> None:
+        self.confirmed = {}
+
+    def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
+        prediction = self.session.add_click(click)
+        index, mask = prediction.index, prediction.mask > 0
+        self.confirmed[index] = mask
+        shown = shown.copy()
+        shown[index] = mask
+        for direction in (1, -1):
+            self._propagate(shown, index, direction)
+        return shown
+
+    def _propagate(self, shown: np.ndarray, start: int, direction: int) -> None:
+        n, previous, stopped = start + direction, self.confirmed[start], False
+        while 0 <= n < shown.shape[0] and n not in self.confirmed:
+            new = None if stopped else self._predict_from(n, previous)
+            if new is None:
+                stopped = True
+                shown[n] = False  # beyond the structure's end, up to the next clicked slice
+            else:
+                shown[n] = previous = new
+            n += direction
+        if self.interpolate_between and 0 <= n < shown.shape[0]:  # n is the next clicked slice
+            low, high = sorted((start, n))
+            sparse = np.zeros((high - low + 1, *shown.shape[1:]), bool)
+            sparse[0], sparse[-1] = self.confirmed[low], self.confirmed[high]
+            shown[low : high + 1] = contour_interpolation(sparse, 0)
+
+    def _predict_from(self, index: int, previous: np.ndarray) -> np.ndarray | None:
+        """The slice's mask from a pseudo-click at the previous mask's deepest point; None to stop."""
+        import torch
+        from scipy import ndimage
+
+        if not previous.any():
+            return None
+        depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(int(np.argmax(depth)), previous.shape)
+        prepared = self.session.prepared_slice((AXIS, index))
+        logits = self.session.predictor.logits(prepared, [(float(row), float(col), True)])
+        mask = self.session.predictor.to_native(logits, prepared) > 0
+        spacing = min(self.session._spacing[a] for a in range(3) if a != AXIS)
+        grow = max(1, round(self.grow_mm / spacing))
+        mask &= ndimage.binary_dilation(previous, iterations=grow)
+        if mask.sum() < self.min_area_ratio * previous.sum():
+            return None
+        probability = torch.softmax(logits, dim=1)[0, 1]
+        inside = torch.as_tensor(prepared.labels_to_grid(mask.astype(np.uint8)), dtype=torch.bool)
+        if float(probability[inside].mean()) < self.min_confidence:
+            return None
+        return mask
+
+
 def play_case(
     method, image: np.ndarray, spacing_kji, target: np.ndarray, seed: int
 ) -> tuple[list[float], float]:
