@@ -12,6 +12,8 @@ import os
 # Before VTK creates its first render window / before PySide6 starts: offscreen Mesa EGL, no X server.
 os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# ITK's pool threader (Slicer's ITK, through vtkITK filters) crashes the process at exit once it ran.
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
 
 import types
 from dataclasses import dataclass

@@ -36,6 +36,10 @@ from InteractiveAdaptLib.interaction import Click
 
 log = logging.getLogger(__name__)
 
+# ITK's pool threader crashes the process at exit once it has run (seen with Slicer's ITK here); the
+# platform threader does the same work without the pool. ITK reads this when it first threads.
+os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
+
 MAX_CLICKS = 30
 DICE_AT = (1, 3, 5, 10)
 NOC_LEVELS = (0.80, 0.85, 0.90)
@@ -97,9 +101,6 @@ def contour_interpolation(mask: np.ndarray, axis: int) -> np.ndarray:
 
 
 def _itk_interpolation(mask: np.ndarray, axis: int) -> np.ndarray:
-    # ITK's pool threader crashes the process at exit once it has run (seen with Slicer's ITK here);
-    # the platform threader does the same work without the pool. Read when ITK first threads.
-    os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
     import slicer
     import vtk
     from vtkmodules.util import numpy_support
