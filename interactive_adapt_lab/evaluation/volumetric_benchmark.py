@@ -198,21 +198,34 @@ class Propagate(PerSlice):
         intensity_fraction: float = 0.8,
         extent: float = 1.0,
         interpolate_between: bool = False,
+        keep_pseudo_click: bool = True,
         name: str = "propagate",
     ) -> None:
         super().__init__(session)
         self.grow_mm, self.min_area_ratio = grow_mm, min_area_ratio
         self.intensity_fraction, self.extent = intensity_fraction, extent
         self.interpolate_between, self.name = interpolate_between, name
+        self.keep_pseudo_click = keep_pseudo_click
         self.confirmed: dict[int, np.ndarray] = {}
+        self.pseudo: dict[int, tuple[float, float, bool]] = {}  # propagated slice -> its pseudo-click
 
     def reset(self) -> None:
-        self.confirmed = {}
+        self.confirmed, self.pseudo = {}, {}
 
     def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
         prediction = self.session.add_click(click)
         index = prediction.index
-        self.confirmed[index] = prediction.mask > 0
+        mask = prediction.mask > 0
+        if self.keep_pseudo_click and index in self.pseudo:
+            # A click on a propagated slice corrects it: the propagation's click stays with the user's.
+            key = (AXIS, index)
+            prepared = self.session.prepared_slice(key)
+            clicks = [self.pseudo[index]] + self.session.slice_clicks(key)
+            mask = (
+                self.session.predictor.to_native(self.session.predictor.logits(prepared, clicks), prepared)
+                > 0
+            )
+        self.confirmed[index] = mask
         shown = shown.copy()
         shown[index] = self.confirmed[index]
         clicked = sorted(self.confirmed)
@@ -236,15 +249,17 @@ class Propagate(PerSlice):
             sparse[0], sparse[-1] = self.confirmed[low], self.confirmed[high]
             shown[low : high + 1] = contour_interpolation(sparse, 0)
             return
-        reached: dict[int, tuple[int, np.ndarray]] = {}  # slice -> (distance to its source, mask)
+        reached: dict[int, tuple[int, np.ndarray, tuple]] = {}  # slice -> (distance, mask, pseudo-click)
         for source in sources:
             direction = 1 if source == low else -1
-            for n, mask in self._travel(source, direction, first, last):
+            for n, mask, pseudo in self._travel(source, direction, first, last):
                 distance = abs(n - source)
                 if n not in reached or distance < reached[n][0]:
-                    reached[n] = (distance, mask)
-        for n, (_, mask) in reached.items():
-            shown[n] = mask
+                    reached[n] = (distance, mask, pseudo)
+        for n in range(first, last + 1):
+            self.pseudo.pop(n, None)
+        for n, (_, mask, pseudo) in reached.items():
+            shown[n], self.pseudo[n] = mask, pseudo
 
     def _travel(self, source: int, direction: int, first: int, last: int):
         """(slice, mask) from the source outwards until the stop rule, within [first, last]."""
@@ -270,7 +285,7 @@ class Propagate(PerSlice):
             values = image[n][new]
             if np.mean((values >= low) & (values <= high)) < self.intensity_fraction:
                 return
-            yield n, new
+            yield n, new, (float(row), float(col), True)
             n, previous = n + direction, new
 
 
