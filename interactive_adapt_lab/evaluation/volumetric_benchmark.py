@@ -199,15 +199,16 @@ class Propagate(PerSlice):
         extent: float = 1.0,
         interpolate_between: bool = False,
         keep_pseudo_click: bool = True,
+        negative_ring: bool = False,
         name: str = "propagate",
     ) -> None:
         super().__init__(session)
         self.grow_mm, self.min_area_ratio = grow_mm, min_area_ratio
         self.intensity_fraction, self.extent = intensity_fraction, extent
         self.interpolate_between, self.name = interpolate_between, name
-        self.keep_pseudo_click = keep_pseudo_click
+        self.keep_pseudo_click, self.negative_ring = keep_pseudo_click, negative_ring
         self.confirmed: dict[int, np.ndarray] = {}
-        self.pseudo: dict[int, tuple[float, float, bool]] = {}  # propagated slice -> its pseudo-click
+        self.pseudo: dict[int, list[tuple[float, float, bool]]] = {}  # propagated slice -> its pseudo-clicks
 
     def reset(self) -> None:
         self.confirmed, self.pseudo = {}, {}
@@ -220,7 +221,7 @@ class Propagate(PerSlice):
             # A click on a propagated slice corrects it: the propagation's click stays with the user's.
             key = (AXIS, index)
             prepared = self.session.prepared_slice(key)
-            clicks = [self.pseudo[index]] + self.session.slice_clicks(key)
+            clicks = self.pseudo[index] + self.session.slice_clicks(key)
             mask = (
                 self.session.predictor.to_native(self.session.predictor.logits(prepared, clicks), prepared)
                 > 0
@@ -249,7 +250,7 @@ class Propagate(PerSlice):
             sparse[0], sparse[-1] = self.confirmed[low], self.confirmed[high]
             shown[low : high + 1] = contour_interpolation(sparse, 0)
             return
-        reached: dict[int, tuple[int, np.ndarray, tuple]] = {}  # slice -> (distance, mask, pseudo-click)
+        reached: dict[int, tuple[int, np.ndarray, list]] = {}  # slice -> (distance, mask, pseudo-clicks)
         for source in sources:
             direction = 1 if source == low else -1
             for n, mask, pseudo in self._travel(source, direction, first, last):
@@ -273,10 +274,9 @@ class Propagate(PerSlice):
         grow = max(1, round(self.grow_mm / min(spacing[1], spacing[2])))
         n, previous = source + direction, mask
         while first <= n <= last and abs(n - source) <= max_steps:
-            depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
-            row, col = np.unravel_index(int(np.argmax(depth)), previous.shape)
+            pseudo = self._pseudo_clicks(previous, grow)
             prepared = self.session.prepared_slice((AXIS, n))
-            logits = self.session.predictor.logits(prepared, [(float(row), float(col), True)])
+            logits = self.session.predictor.logits(prepared, pseudo)
             new = (self.session.predictor.to_native(logits, prepared) > 0) & ndimage.binary_dilation(
                 previous, iterations=grow
             )
@@ -285,8 +285,32 @@ class Propagate(PerSlice):
             values = image[n][new]
             if np.mean((values >= low) & (values <= high)) < self.intensity_fraction:
                 return
-            yield n, new, (float(row), float(col), True)
+            yield n, new, pseudo
             n, previous = n + direction, new
+
+    def _pseudo_clicks(self, previous: np.ndarray, grow: int) -> list[tuple[float, float, bool]]:
+        """A positive click at the previous mask's deepest point; with `negative_ring`, also one negative
+        click in each of 8 directions on a ring just outside the reach of `grow` pixels."""
+        from scipy import ndimage
+
+        depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
+        row, col = np.unravel_index(int(np.argmax(depth)), previous.shape)
+        clicks = [(float(row), float(col), True)]
+        if self.negative_ring:
+            reach = ndimage.binary_dilation(previous, iterations=grow)
+            ring = ndimage.binary_dilation(reach, iterations=2) & ~reach
+            rows, cols = np.nonzero(ring)
+            if len(rows):
+                centre = np.argwhere(previous).mean(axis=0)
+                angles = np.arctan2(rows - centre[0], cols - centre[1])
+                bins = ((angles + np.pi) / (2 * np.pi) * 8).astype(int) % 8
+                distance = np.hypot(rows - centre[0], cols - centre[1])
+                for b in range(8):
+                    members = np.flatnonzero(bins == b)
+                    if len(members):
+                        nearest = members[np.argmin(distance[members])]
+                        clicks.append((float(rows[nearest]), float(cols[nearest]), False))
+        return clicks
 
 
 def play_case(
