@@ -128,6 +128,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def cleanup(self):
         self.logic.worker.wake = None  # a stopped timer must not be restarted by a late submit
+        slicer.app.layoutManager().layoutChanged.disconnect(self.onLayoutChanged)  # a reload adds it again
         self.timer.stop()
         self.logic.dependencies.cancel()  # no install may outlive the module; the next plan repairs it
         for shortcut in self._shortcuts:  # a reloaded module must not leave its old shortcuts behind
