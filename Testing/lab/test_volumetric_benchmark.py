@@ -11,6 +11,7 @@ import pytest
 
 from interactive_adapt_lab.evaluation import volumetric_benchmark as vb
 from InteractiveAdaptLib.errors import WeightsError
+from InteractiveAdaptLib.interaction import Click, SlicePrediction
 from InteractiveAdaptLib.model.location import find_base_model_dir
 
 pytestmark = pytest.mark.slow
@@ -104,3 +105,25 @@ def test_the_command_writes_the_figures_of_every_method_and_structure(tmp_path, 
                 "seconds_per_case",
             } <= set(figures)
     assert "| per-slice | compact |" in output.with_suffix(".md").read_text()
+
+
+class FixedMasks:
+    """A stand-in session that returns the true slice (tests the filling, not the network)."""
+
+    def __init__(self, mask):
+        self.mask = mask
+
+    def add_click(self, click):
+        return SlicePrediction(click.axis, click.index, self.mask[click.index].astype(np.uint8), 0.0)
+
+
+def test_fill_between_interpolates_only_next_to_the_click_and_matches_the_whole_stack(caudate):
+    _, mask = caudate
+    method = vb.FillBetween(FixedMasks(mask), step=3)
+    shown = np.zeros(mask.shape, bool)
+    slices = np.flatnonzero(mask.any(axis=(1, 2)))
+    clicked = np.zeros_like(mask)
+    for index in (slices[len(slices) // 2], slices[2], slices[-3], slices[len(slices) // 3], slices[0] - 3):
+        shown = method.click(Click(0, int(index), 0, 0, True), shown)
+        clicked[index] = mask[index]
+        np.testing.assert_array_equal(shown, vb.contour_interpolation(clicked, 0))

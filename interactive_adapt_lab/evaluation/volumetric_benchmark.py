@@ -142,16 +142,22 @@ class PerSlice:
 
 
 class FillBetween(PerSlice):
-    """The user clicks every k-th slice; contour interpolation fills the slices between clicked ones."""
+    """The user clicks every k-th slice; contour interpolation fills the slices between clicked ones.
+
+    After a click only the gaps next to its slice are interpolated again (ITK fills each gap from the
+    two labelled slices around it): the same result as interpolating the whole stack, in a fraction of
+    the time for large structures such as the brain.
+    """
 
     def __init__(self, session, step: int, interpolate: Interpolate = contour_interpolation) -> None:
         super().__init__(session)
         self.step, self.interpolate = step, interpolate
         self.name = f"fill-between-k{step}"
-        self._clicked: np.ndarray | None = None
+        self._clicked: np.ndarray | None = None  # the clicked slices' masks (empty elsewhere)
+        self._filled: np.ndarray | None = None
 
     def reset(self) -> None:
-        self._clicked = None
+        self._clicked = self._filled = None
 
     def allowed(self, target: np.ndarray) -> np.ndarray:
         """Every k-th slice, counted from the structure's largest cross-section (where the user starts)."""
@@ -161,10 +167,19 @@ class FillBetween(PerSlice):
 
     def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
         if self._clicked is None or self._clicked.shape != shown.shape:
-            self._clicked = np.zeros(shown.shape, bool)
+            self._clicked, self._filled = np.zeros(shown.shape, bool), np.zeros(shown.shape, bool)
         prediction = self.session.add_click(click)
-        np.moveaxis(self._clicked, AXIS, 0)[prediction.index] = prediction.mask > 0
-        return self.interpolate(self._clicked, AXIS)
+        index = prediction.index
+        clicked = np.moveaxis(self._clicked, AXIS, 0)
+        clicked[index] = prediction.mask > 0
+        labelled = np.flatnonzero(clicked.any(axis=(1, 2)))
+        low = max((int(n) for n in labelled if n < index), default=index)
+        high = min((int(n) for n in labelled if n > index), default=index)
+        filled = np.moveaxis(self._filled, AXIS, 0)
+        filled[low : high + 1] = np.moveaxis(
+            self.interpolate(np.moveaxis(clicked[low : high + 1], 0, AXIS), AXIS), AXIS, 0
+        )
+        return self._filled.copy()
 
 
 class Propagate(PerSlice):
