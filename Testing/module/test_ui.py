@@ -173,7 +173,9 @@ def test_site_model_version_and_rollback(ui):
 
 def test_click_buttons_are_persistent_toggles_and_undo_finish_reset_exist(ui):
     for name in ("positivePointButton", "negativePointButton"):
-        assert child(ui, QPushButton, name).isCheckable(), f"{name} must stay on (persistent place mode)"
+        assert child(ui, QPushButton, name).isCheckable(), (
+            f"{name} must stay on (placing stays on until pressed again)"
+        )
     for name in ("undoButton", "finishCaseButton", "resetCaseButton"):
         assert not child(ui, QPushButton, name).isCheckable()
     learn = child(ui, QCheckBox, "learnFromCaseCheckBox")
