@@ -5,8 +5,7 @@ the table NAME takes from a file the commands write:
   adaptation-summary  benchmarks/results/adaptation.md, its summary table (`interactive-adapt benchmark`)
   training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
   base-model          models/colin27-unet-default/model.json, its metrics (`interactive-adapt export-model`)
-  default-ablations   benchmarks/results/ablations/adaptation-*.json, every stream and method
-  guard-three-orders  benchmarks/results/guard/adaptation.md, its table of every method
+  tuning              benchmarks/results/tuning/adaptation-*.json, the choices tried on case order 0
   speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
   slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
 
@@ -46,23 +45,20 @@ def base_model_table() -> str:
     return "\n".join(rows)
 
 
-def ablations_table() -> str:
-    """One row per (stream, method) of the default's ablations."""
+def tuning_table() -> str:
+    """One row per tuned choice: clicks to 80 % Dice per tuning stream (case order 0) and their mean."""
+    results = [json.loads(p.read_text()) for p in sorted((RESULTS / "tuning").glob("adaptation-*.json"))]
+    streams = [r["stream_name"] for r in results]
     rows = [
-        "| stream | method | Dice@1 | Dice@5 | Dice@10 | NoC@80 | NoC@85 | reach 80 % | source drop |",
-        "|---" * 9 + "|",
+        "| method | " + " | ".join(f"NoC@80 {s}" for s in streams) + " | mean NoC@80 | mean Dice@5 |",
+        "|---" * (len(streams) + 3) + "|",
     ]
-    for path in sorted((RESULTS / "ablations").glob("adaptation-*.json")):
-        result = json.loads(path.read_text())
-        for method, m in result["methods"].items():
-            cells = [result["stream_name"], method] + [f"{m[f'dice@{k}']:.3f}" for k in (1, 5, 10)]
-            cells += [
-                f"{m['noc@80']:g}",
-                f"{m['noc@85']:g}",
-                f"{m['reached@80']:.0%}",
-                f"{m['source_dice_drop']:g}",
-            ]
-            rows.append("| " + " | ".join(cells) + " |")
+    for method in results[0]["methods"]:
+        per_stream = [r["methods"][method] for r in results]
+        noc = [m["noc@80"] for m in per_stream]
+        dice5 = sum(m["dice@5"] for m in per_stream) / len(per_stream)
+        cells = [method] + [f"{n:g}" for n in noc] + [f"{sum(noc) / len(noc):.2f}", f"{dice5:.3f}"]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -110,10 +106,7 @@ def slicer_loop_table() -> str:
 
 SOURCES = {
     "base-model": base_model_table,
-    "default-ablations": ablations_table,
-    "guard-three-orders": lambda: first_table(
-        (RESULTS / "guard" / "adaptation.md").read_text(), after="## Every method"
-    ),
+    "tuning": tuning_table,
     "speed": speed_table,
     "slicer-loop": slicer_loop_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),

@@ -84,8 +84,7 @@ def test_summary_checks_the_issue_targets_per_kind_of_stream():
     out_of_reach = stream(
         "single",
         none=method(0.1, 0.5, 0.6, 19.0, 19.5, reached85=0.1),
-        tent=method(0.1, 0.4, 0.6, 19.0, 20.0),
-        **{"click-only": method(0.1, 0.4, 0.5, 19.0, 20.0)},
+        **{"entropy-min": method(0.1, 0.4, 0.6, 19.0, 20.0), "click-only": method(0.1, 0.4, 0.5, 19.0, 20.0)},
         default=method(0.7, 0.72, 0.75, 10.0, 15.0, drop=0.02, reached85=0.3),
     )
     reachable = stream("single", none=method(0.1, 0.5, 0.6, 12.0, 16.0, reached85=0.7),
@@ -97,7 +96,7 @@ def test_summary_checks_the_issue_targets_per_kind_of_stream():
     rows = summary_table({"a": out_of_reach, "b": reachable, "c": no_headroom, "d": mixed}).splitlines()[2:]
     # 85 % is out of reach without adaptation (10 % of cases get there), so NoC@80 must drop by 40 %.
     assert "NoC@80 -40 %: yes" in rows[0] and "Dice@5 >= none Dice@10: yes" in rows[0]
-    assert "beats TENT, click-only: yes" in rows[0] and "source drop <= 0.01: NO" in rows[0]
+    assert "beats entropy-min, click-only: yes" in rows[0] and "source drop <= 0.01: NO" in rows[0]
     assert "19 -> 10 (-47%)" in rows[0] and "| 10% / 30% |" in rows[0]
     assert "NoC@85 -40 %: NO" in rows[1] and "beats the baselines: NO" in rows[1]  # 16 -> 10 is -37 %
     assert "no harm (Dice@5 >= none - 0.01): yes" in rows[2] and "NoC" not in rows[2].split("|")[-2]

@@ -79,9 +79,8 @@ def _target_checks(r: dict) -> str:
         level = "noc@85" if none.get("reached@85", 1.0) >= 0.5 else "noc@80"
         checks[f"NoC@{level[4:]} -40 %"] = default[level] <= 0.6 * none[level]
         checks["Dice@5 >= none Dice@10"] = default["dice@5"] >= none["dice@10"]
-        # "tent" is the one-step entropy baseline of results measured before entropy-min replaced it.
-        baselines = [b for b in ("entropy-min", "tent", "click-only") if b in m]
-        label = ", ".join(b.replace("tent", "TENT") for b in baselines) or "the baselines"
+        baselines = [b for b in ("entropy-min", "click-only") if b in m]
+        label = ", ".join(baselines) or "the baselines"
         checks[f"beats {label}"] = bool(baselines) and all(
             default[f"dice@{k}"] > m[b][f"dice@{k}"] for b in baselines for k in (1, 5, 10)
         )
