@@ -83,14 +83,16 @@ def test_fill_between_clicks_every_kth_slice_and_fills_the_rest(caudate, session
     assert curve[9] > per_slice[9]  # after 10 clicks the filled slices count
 
 
-def test_the_command_writes_the_figures_of_every_method_and_structure(tmp_path, session):
+def test_the_command_writes_the_figures_of_every_method_and_structure_and_resumes(tmp_path, session):
     from InteractiveAdaptLib.cli.main import main
 
     output = tmp_path / "volumetric.json"
     assert main(["bench-volumetric", "--quick", "--output", str(output), "--threads", "1"]) == 0
     result = json.loads(output.read_text())
     assert result["quick"] is True and result["command"].startswith("interactive-adapt bench-volumetric")
-    assert {"per-slice", "fill-between"} <= set(result["methods"])
+    assert {"per-slice", "fill-between", "default", "propagate-only", "interpolate-only"} <= set(
+        result["methods"]
+    )
     for method in result["methods"].values():
         for figures in method["structures"].values():
             assert figures["kind"] in ("compact", "cortical") and figures["trained"] in ("yes", "no")
@@ -104,7 +106,26 @@ def test_the_command_writes_the_figures_of_every_method_and_structure(tmp_path, 
                 "noc@90",
                 "seconds_per_case",
             } <= set(figures)
-    assert "| per-slice | compact |" in output.with_suffix(".md").read_text()
+    stream = result["stream"]
+    assert stream["default+learning"]["cases_per_order"] == 2  # the caudate, left and right
+    assert {"noc@80_first_half", "noc@80_second_half"} <= set(stream["default"])
+    assert set(result["targets"]) and all(isinstance(v, bool) for v in result["targets"].values())
+    report = output.with_suffix(".md").read_text()
+    assert "| per-slice | compact |" in report and "default+learning" in report
+    assert output.with_suffix(".png").stat().st_size > 10_000
+    # Stopped and started again, it reuses every finished run: the same figures.
+    partial = tmp_path / "volumetric-partial"
+    runs = sorted(partial.rglob("*.json"))
+    assert len(runs) == 2 * 5 + 2  # 2 structures x 5 methods (one fill-between step), 2 streams
+    assert main(["bench-volumetric", "--quick", "--output", str(output), "--threads", "1"]) == 0
+    assert json.loads(output.read_text())["methods"] == result["methods"]
+
+
+def test_the_product_default_fills_between_and_beyond_the_clicked_slices(caudate, session):
+    colin, mask = caudate
+    default, _ = vb.play_case(vb.ThreeD(session), colin.image, colin.spacing_kji, mask, seed=0)
+    per_slice, _ = vb.play_case(vb.PerSlice(session), colin.image, colin.spacing_kji, mask, seed=0)
+    assert default[0] > per_slice[0] + 0.05  # one click already reaches beyond its slice
 
 
 class FixedMasks:

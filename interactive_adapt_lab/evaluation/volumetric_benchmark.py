@@ -32,13 +32,11 @@ import numpy as np
 from interactive_adapt_lab.data.cases import aal_pair_split
 from interactive_adapt_lab.data.datasets import Domain, aal_pair, load_domain
 from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
+from InteractiveAdaptLib.engine.volume_case import Interpolate, PropagationConfig, VolumeCase
 from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.mrml.contour_interpolation import contour_interpolation
 
 log = logging.getLogger(__name__)
-
-# ITK's pool threader crashes the process at exit once it has run (seen with Slicer's ITK here); the
-# platform threader does the same work without the pool. ITK reads this when it first threads.
-os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
 
 MAX_CLICKS = 30
 DICE_AT = (1, 3, 5, 10)
@@ -66,8 +64,6 @@ STRUCTURES = [
     ("mni152", "aal:Temporal_Mid_L", "cortical"),
 ]
 
-Interpolate = Callable[[np.ndarray, int], np.ndarray]
-
 
 def dice3d(a: np.ndarray, b: np.ndarray) -> float:
     """Dice of two 3D masks (1.0 when both are empty)."""
@@ -83,40 +79,6 @@ def trained_on(domain: Domain, target: str) -> str:
         return "yes"
     _, label = domain.targets[target]
     return "yes" if aal_pair(label) in aal_pair_split()["train"] else "no"
-
-
-def contour_interpolation(mask: np.ndarray, axis: int) -> np.ndarray:
-    """Fill the slices between the labelled slices of `mask` (along `axis`) with ITK's morphological
-    contour interpolation, through Slicer's vtkITK wrapper (the Slicer core of the test tier). Only the
-    box around the labelled voxels (one voxel of margin) is handed to ITK: the result is the same."""
-    filled = np.zeros(mask.shape, bool)
-    if not mask.any():
-        return filled
-    box = tuple(
-        slice(max(int(ix.min()) - 1, 0), int(ix.max()) + 2)
-        for ix in (np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != d))) for d in range(3))
-    )
-    filled[box] = _itk_interpolation(mask[box], axis)
-    return filled
-
-
-def _itk_interpolation(mask: np.ndarray, axis: int) -> np.ndarray:
-    import slicer
-    import vtk
-    from vtkmodules.util import numpy_support
-
-    image = vtk.vtkImageData()
-    image.SetDimensions(mask.shape[2], mask.shape[1], mask.shape[0])
-    values = np.ascontiguousarray(mask.astype(np.uint8)).ravel()
-    image.GetPointData().SetScalars(
-        numpy_support.numpy_to_vtk(values, deep=True, array_type=vtk.VTK_UNSIGNED_CHAR)
-    )
-    interpolator = slicer.vtkITKMorphologicalContourInterpolator()
-    interpolator.SetInputData(image)
-    interpolator.SetAxis(2 - axis)  # VTK counts x (I), y (J), z (K)
-    interpolator.Update()
-    out = numpy_support.vtk_to_numpy(interpolator.GetOutput().GetPointData().GetScalars())
-    return out.reshape(mask.shape) > 0
 
 
 class PerSlice:
@@ -182,178 +144,71 @@ class FillBetween(PerSlice):
         return self._filled.copy()
 
 
-class Propagate(PerSlice):
-    """A click segments its slice; the slices around it are then filled by propagation along the axis.
-
-    Every clicked slice is a source. Between two clicked slices, each one's result travels towards the
-    other until the stop rule ends it, and a slice takes the result of the nearer source that reached
-    it (slices reached by neither stay empty); beyond the outermost clicked slices the result travels
-    outwards until it stops. A click re-propagates only the gaps next to its slice. An empty clicked
-    slice (e.g. a negative click that removed a spill) is a border, never a source.
-
-    Each next slice is predicted from one positive pseudo-click at the deepest point of the previous
-    slice's mask and kept within `grow_mm` of it. Propagation stops when: the new mask keeps less than
-    `min_area_ratio` of the previous area; fewer than `intensity_fraction` of its voxels lie within the
-    5th-95th percentile of the source slice's intensities inside its mask (the network, given a positive
-    click, always finds something: the image must agree); or it is `extent` source diameters away from
-    the source (a structure's extent along the axis is like its size across). With
-    `interpolate_between`, a gap between two non-empty clicked slices is filled by contour interpolation
-    instead.
-
-    Under study, not among the benchmark's methods yet: in first runs on Colin27 it beat both baselines
-    after one click on the thalamus, hippocampus and an orbitofrontal parcel, but stalled on the caudate
-    below per-slice clicking.
-    """
+class ThreeD(PerSlice):
+    """The product's 3D case (engine/volume_case.py): a click segments its slice, and the structure's
+    3D mask follows by interpolation between clicked slices and propagation beyond them."""
 
     def __init__(
         self,
         session,
-        grow_mm: float = 3.0,
-        min_area_ratio: float = 0.3,
-        intensity_fraction: float = 0.8,
-        extent: float = 1.0,
-        interpolate_between: bool = False,
-        keep_pseudo_click: bool = True,
-        negative_ring: bool = False,
-        name: str = "propagate",
+        config: PropagationConfig | None = None,
+        interpolate: Interpolate | None = contour_interpolation,
+        name: str = "default",
     ) -> None:
         super().__init__(session)
-        self.grow_mm, self.min_area_ratio = grow_mm, min_area_ratio
-        self.intensity_fraction, self.extent = intensity_fraction, extent
-        self.interpolate_between, self.name = interpolate_between, name
-        self.keep_pseudo_click, self.negative_ring = keep_pseudo_click, negative_ring
-        self.confirmed: dict[int, np.ndarray] = {}
-        self.pseudo: dict[int, list[tuple[float, float, bool]]] = {}  # propagated slice -> its pseudo-clicks
+        self.config, self.interpolate, self.name = config or PropagationConfig(), interpolate, name
+        self.case: VolumeCase | None = None
 
     def reset(self) -> None:
-        self.confirmed, self.pseudo = {}, {}
+        self.case = VolumeCase(self.session, AXIS, self.interpolate, self.config)
 
     def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
-        prediction = self.session.add_click(click)
-        index = prediction.index
-        mask = prediction.mask > 0
-        if self.keep_pseudo_click and index in self.pseudo:
-            # A click on a propagated slice corrects it: the propagation's click stays with the user's.
-            key = (AXIS, index)
-            prepared = self.session.prepared_slice(key)
-            clicks = self.pseudo[index] + self.session.slice_clicks(key)
-            mask = (
-                self.session.predictor.to_native(self.session.predictor.logits(prepared, clicks), prepared)
-                > 0
-            )
-        self.confirmed[index] = mask
-        shown = shown.copy()
-        shown[index] = self.confirmed[index]
-        clicked = sorted(self.confirmed)
-        position = clicked.index(index)
-        below = clicked[position - 1] if position > 0 else None
-        above = clicked[position + 1] if position + 1 < len(clicked) else None
-        self._fill_gap(shown, below, index)
-        self._fill_gap(shown, index, above)
-        return shown
-
-    def _fill_gap(self, shown: np.ndarray, low: int | None, high: int | None) -> None:
-        """Fill the slices strictly between `low` and `high` (None: the volume's end)."""
-        first = 0 if low is None else low + 1
-        last = shown.shape[0] - 1 if high is None else high - 1
-        if first > last:
-            return
-        shown[first : last + 1] = False
-        sources = [s for s in (low, high) if s is not None and self.confirmed[s].any()]
-        if self.interpolate_between and len(sources) == 2:
-            sparse = np.zeros((high - low + 1, *shown.shape[1:]), bool)
-            sparse[0], sparse[-1] = self.confirmed[low], self.confirmed[high]
-            shown[low : high + 1] = contour_interpolation(sparse, 0)
-            return
-        reached: dict[int, tuple[int, np.ndarray, list]] = {}  # slice -> (distance, mask, pseudo-clicks)
-        for source in sources:
-            direction = 1 if source == low else -1
-            for n, mask, pseudo in self._travel(source, direction, first, last):
-                distance = abs(n - source)
-                if n not in reached or distance < reached[n][0]:
-                    reached[n] = (distance, mask, pseudo)
-        for n in range(first, last + 1):
-            self.pseudo.pop(n, None)
-        for n, (_, mask, pseudo) in reached.items():
-            shown[n], self.pseudo[n] = mask, pseudo
-
-    def _travel(self, source: int, direction: int, first: int, last: int):
-        """(slice, mask) from the source outwards until the stop rule, within [first, last]."""
-        from scipy import ndimage
-
-        image, spacing = self.session._volume, self.session._spacing
-        mask = self.confirmed[source]
-        low, high = np.percentile(image[source][mask], (5, 95))
-        area_mm2 = mask.sum() * spacing[1] * spacing[2]
-        max_steps = max(2, int(self.extent * 2 * np.sqrt(area_mm2 / np.pi) / spacing[0]))
-        grow = max(1, round(self.grow_mm / min(spacing[1], spacing[2])))
-        n, previous = source + direction, mask
-        while first <= n <= last and abs(n - source) <= max_steps:
-            pseudo = self._pseudo_clicks(previous, grow)
-            prepared = self.session.prepared_slice((AXIS, n))
-            logits = self.session.predictor.logits(prepared, pseudo)
-            new = (self.session.predictor.to_native(logits, prepared) > 0) & ndimage.binary_dilation(
-                previous, iterations=grow
-            )
-            if new.sum() < self.min_area_ratio * previous.sum():
-                return
-            values = image[n][new]
-            if np.mean((values >= low) & (values <= high)) < self.intensity_fraction:
-                return
-            yield n, new, pseudo
-            n, previous = n + direction, new
-
-    def _pseudo_clicks(self, previous: np.ndarray, grow: int) -> list[tuple[float, float, bool]]:
-        """A positive click at the previous mask's deepest point; with `negative_ring`, also one negative
-        click in each of 8 directions on a ring just outside the reach of `grow` pixels."""
-        from scipy import ndimage
-
-        depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
-        row, col = np.unravel_index(int(np.argmax(depth)), previous.shape)
-        clicks = [(float(row), float(col), True)]
-        if self.negative_ring:
-            reach = ndimage.binary_dilation(previous, iterations=grow)
-            ring = ndimage.binary_dilation(reach, iterations=2) & ~reach
-            rows, cols = np.nonzero(ring)
-            if len(rows):
-                centre = np.argwhere(previous).mean(axis=0)
-                angles = np.arctan2(rows - centre[0], cols - centre[1])
-                bins = ((angles + np.pi) / (2 * np.pi) * 8).astype(int) % 8
-                distance = np.hypot(rows - centre[0], cols - centre[1])
-                for b in range(8):
-                    members = np.flatnonzero(bins == b)
-                    if len(members):
-                        nearest = members[np.argmin(distance[members])]
-                        clicks.append((float(rows[nearest]), float(cols[nearest]), False))
-        return clicks
+        self.case.click(click)
+        return self.case.mask.copy()
 
 
 def play_case(
-    method, image: np.ndarray, spacing_kji, target: np.ndarray, seed: int
+    method,
+    image: np.ndarray,
+    spacing_kji,
+    target: np.ndarray,
+    seed: int,
+    profile: str = "benchmark",
+    learn: bool = False,
+    on_click: Callable[[np.ndarray], None] | None = None,
+    max_clicks: int = MAX_CLICKS,
 ) -> tuple[list[float], float]:
-    """One case: (3D Dice after each click, up to MAX_CLICKS; seconds of compute)."""
+    """One case: (3D Dice after each click, up to MAX_CLICKS; seconds of compute). With `learn`, the
+    session learns as in the product (MI after each click, PI on the accepted 3D result at the end)."""
     rng = np.random.default_rng(seed)
     allowed = method.allowed(target)
     shown = np.zeros(target.shape, bool)
-    method.session.start_case(image, spacing_kji, "benchmark", normalized=True)
+    method.session.start_case(image, spacing_kji, profile, normalized=True)
     method.reset()
     curve, compute = [], 0.0
     areas = np.moveaxis(target, AXIS, 0).reshape(target.shape[AXIS], -1).sum(axis=1)
     index = int(np.argmax(areas))
     click = first_click(np.take(target, index, AXIS), "center", rng)
-    while click is not None and len(curve) < MAX_CLICKS:
+    while click is not None and len(curve) < max_clicks:
         row, col, positive = click
         started = time.perf_counter()
         shown = method.click(Click(AXIS, index, row, col, positive), shown)
         compute += time.perf_counter() - started
         curve.append(dice3d(shown, target))
+        if on_click is not None:
+            on_click(shown)
         errors = np.moveaxis(shown != target, AXIS, 0).reshape(target.shape[AXIS], -1).sum(axis=1)
         errors[~allowed] = 0
         if not errors.any():
             break
         index = int(np.argmax(errors))
         click = next_click(np.take(shown, index, AXIS), np.take(target, index, AXIS), "center", rng)
-    method.session.finish_case(learn=False)
+    started = time.perf_counter()
+    if learn:
+        method.session.finish_case(accepted=method.case.accepted_slices(), learn=True)
+    else:
+        method.session.finish_case(learn=False)
+    compute += time.perf_counter() - started
     curve += [curve[-1] if curve else 0.0] * (MAX_CLICKS - len(curve))  # nothing left to click: it stays
     return curve, compute
 
@@ -374,14 +229,36 @@ def summarize(curves: list[list[float]], seconds: list[float]) -> dict:
     return out
 
 
-def make_session(model_dir: Path):
-    """The shipped network in a session that does not learn (the baselines' clicks only)."""
+def make_session(model_dir: Path, learn: bool = False):
+    """The shipped network in a session; without `learn` it never learns (the methods' clicks only),
+    with it it learns as the product does (no store: each structure's profile is kept in memory)."""
     from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
     from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
     from InteractiveAdaptLib.model.base_model import load_base_model
 
-    config = SessionConfig(adaptation=AdaptationConfig(mid_interaction=False, post_interaction=False))
-    return InteractiveSession(load_base_model(model_dir), config)
+    adaptation = (
+        AdaptationConfig() if learn else AdaptationConfig(mid_interaction=False, post_interaction=False)
+    )
+    return InteractiveSession(load_base_model(model_dir), SessionConfig(adaptation=adaptation))
+
+
+def methods(session, steps=FILL_STEPS) -> list:
+    """The methods without learning: the baselines, the product's default and its variants."""
+    return (
+        [PerSlice(session)]
+        + [FillBetween(session, k) for k in steps]
+        + [
+            ThreeD(session),
+            ThreeD(session, interpolate=None, name="propagate-only"),
+            ThreeD(session, PropagationConfig(enabled=False), name="interpolate-only"),
+        ]
+    )
+
+
+def _save(path: Path, figures: dict) -> None:
+    """Keep one finished run, so that a stopped benchmark resumes after it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures))
 
 
 def run_benchmark(
@@ -389,28 +266,31 @@ def run_benchmark(
     structures=STRUCTURES,
     orders: int = 3,
     steps=FILL_STEPS,
+    partial: Path = DEFAULT_OUTPUT.parent / "volumetric-partial",
     cache_dir: Path | None = None,
 ) -> dict:
-    """Every method on every structure, `orders` click seeds each."""
+    """Every method on every structure, `orders` click seeds each (resumable from `partial`)."""
     session = make_session(model_dir)
-    methods = [PerSlice(session)] + [FillBetween(session, k) for k in steps]
-    results: dict = {m.name: {"structures": {}} for m in methods}
+    all_methods = methods(session, steps)
+    results: dict = {m.name: {"structures": {}} for m in all_methods}
     domains: dict[str, Domain] = {}
     for domain_name, target, kind in structures:
         domain = domains.setdefault(domain_name, load_domain(domain_name, cache_dir))
         mask = domain.target_mask(target)
         name = f"{domain_name}:{target}"
-        for method in methods:
-            curves, seconds = [], []
+        for method in all_methods:
+            runs = []
             for order in range(orders):
-                curve, compute = play_case(method, domain.image, domain.spacing_kji, mask, seed=order)
-                curves.append(curve)
-                seconds.append(compute)
-            figures = summarize(curves, seconds)
+                path = partial / method.name / f"{name.replace(':', '-')}-order{order}.json"
+                if not path.is_file():
+                    curve, seconds = play_case(method, domain.image, domain.spacing_kji, mask, order)
+                    _save(path, {"curve": curve, "seconds": seconds})
+                runs.append(json.loads(path.read_text()))
+            figures = summarize([r["curve"] for r in runs], [r["seconds"] for r in runs])
             figures.update(kind=kind, domain=domain_name, trained=trained_on(domain, target))
             results[method.name]["structures"][name] = figures
             log.info("%s %s: %s", method.name, name, figures)
-    fill = [m.name for m in methods if m.name.startswith("fill-between")]
+    fill = [m.name for m in all_methods if m.name.startswith("fill-between")]
     # Fewest clicks to 80 % (median over structures); most 3D Dice after 10 clicks where that ties.
     best = (
         min(fill, key=lambda n: (_median(results[n], "noc@80"), -_median(results[n], "dice@10")))
@@ -420,6 +300,60 @@ def run_benchmark(
     if best is not None:
         results["fill-between"] = {"structures": results[best]["structures"], "best_of": fill, "step": best}
     return results
+
+
+def stream_cases(order: int, structures=STRUCTURES) -> list[tuple[str, str]]:
+    """A site's stream of 3D cases: every compact AAL structure of the list on both sides, in both
+    domains, in an order drawn from the seed (the structures repeat, so a profile can learn)."""
+    cases = []
+    for domain_name, target, kind in structures:
+        if kind == "compact" and target.startswith("aal:"):
+            base = target.rsplit("_", 1)[0]
+            cases += [(domain_name, f"{base}_{side}") for side in ("L", "R")]
+    return [cases[i] for i in np.random.default_rng(1000 + order).permutation(len(cases))]
+
+
+def run_stream(
+    model_dir: Path,
+    orders: int = 3,
+    structures=STRUCTURES,
+    partial: Path = DEFAULT_OUTPUT.parent / "volumetric-partial",
+    cache_dir: Path | None = None,
+) -> dict:
+    """The product's 3D cases along a stream, learning (`default+learning`: MI after each click, PI on the
+    accepted 3D result, one profile per structure) and not learning (`default`, the same cases), from the
+    shipped weights in each order. NoC3D@80 of the first and the second half of the stream."""
+    domains: dict[str, Domain] = {}
+    out: dict = {}
+    for learn, name in ((False, "default"), (True, "default+learning")):
+        halves: list[tuple[float, float]] = []
+        per_case: list[dict] = []
+        for order in range(orders):
+            path = partial / name / f"stream-order{order}.json"
+            if not path.is_file():
+                method, cases = ThreeD(make_session(model_dir, learn=learn)), []
+                for domain_name, target in stream_cases(order, structures):
+                    domain = domains.setdefault(domain_name, load_domain(domain_name, cache_dir))
+                    profile = target.split(":")[-1].rsplit("_", 1)[0]  # one profile per structure
+                    mask = domain.target_mask(target)
+                    curve, seconds = play_case(
+                        method, domain.image, domain.spacing_kji, mask, order, profile, learn
+                    )
+                    cases.append({"case": f"{domain_name}:{target}", "curve": curve, "seconds": seconds})
+                _save(path, {"cases": cases})
+            cases = json.loads(path.read_text())["cases"]
+            nocs = [noc(c["curve"], 0.80) for c in cases]
+            half = len(nocs) // 2
+            halves.append((float(np.mean(nocs[:half])), float(np.mean(nocs[half:]))))
+            per_case += cases
+        out[name] = {
+            "cases_per_order": len(per_case) // max(orders, 1),
+            "noc@80_first_half": round(float(np.mean([h[0] for h in halves])), 2),
+            "noc@80_second_half": round(float(np.mean([h[1] for h in halves])), 2),
+            "dice@10": round(float(np.mean([c["curve"][9] for c in per_case])), 4),
+            "seconds_per_case": round(float(np.mean([c["seconds"] for c in per_case])), 2),
+        }
+    return out
 
 
 def _median(method: dict, key: str, kind: str | None = None) -> float:
@@ -455,6 +389,28 @@ def report_markdown(result: dict) -> str:
             lines.append(
                 f"| {name} | {structure} | {s['trained']} | {s['dice@1']:.3f} | {s['dice@10']:.3f} | {s['noc@80']:g} |"
             )
+    stream = result.get("stream", {})
+    if stream:
+        lines += [
+            "",
+            "Along a site's stream of 3D cases (compact AAL structures, both sides, both domains, one profile per",
+            "structure), from the shipped weights in each order:",
+            "",
+            "| method | cases per order | NoC3D@80 first half | second half | Dice3D@10 | s per case |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, s in stream.items():
+            lines.append(
+                f"| {name} | {s['cases_per_order']} | {s['noc@80_first_half']:g} | {s['noc@80_second_half']:g} "
+                f"| {s['dice@10']:.3f} | {s['seconds_per_case']:.1f} |"
+            )
+    if result.get("targets"):
+        lines += [
+            "",
+            "Targets: " + "; ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in result["targets"].items()),
+        ]
+    if result.get("picture"):
+        lines += ["", f"![3D results after 10 clicks]({result['picture']})"]
     return "\n".join(lines) + "\n"
 
 
@@ -468,6 +424,71 @@ def register(subparsers) -> None:
     p.set_defaults(func=_command)
 
 
+def targets(result: dict) -> dict[str, bool]:
+    """The issue's targets for the product default against the baselines of the same run."""
+    methods, stream = result["methods"], result["stream"]
+    default_noc = _median(methods["default"], "noc@80", "compact")
+    return {
+        "median compact Dice3D@10 >= 0.85": _median(methods["default"], "dice@10", "compact") >= 0.85,
+        "NoC3D@80 <= a third of per-slice": default_noc
+        <= _median(methods["per-slice"], "noc@80", "compact") / 3,
+        "NoC3D@80 < fill-between": default_noc < _median(methods["fill-between"], "noc@80", "compact"),
+        "learning: NoC3D@80 second half < first half": stream["default+learning"]["noc@80_second_half"]
+        < stream["default+learning"]["noc@80_first_half"],
+    }
+
+
+PICTURE_STRUCTURES = [
+    ("colin27", "aal:Thalamus_L"),
+    ("colin27", "aal:Caudate_L"),
+    ("mni152", "aal:Hippocampus_L"),
+]
+
+
+def render_picture(model_dir: Path, path: Path, clicks: int = 10) -> None:
+    """The default's 3D result after `clicks` simulated clicks (seed 0) on a few structures: an axial and
+    a coronal slice through each, the result (red) beside the reference (green) on the image."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    method = ThreeD(make_session(model_dir))
+    fig, axes = plt.subplots(len(PICTURE_STRUCTURES), 4, figsize=(12, 3 * len(PICTURE_STRUCTURES)))
+    for row, (domain_name, target) in zip(axes, PICTURE_STRUCTURES, strict=True):
+        domain = load_domain(domain_name)
+        truth = domain.target_mask(target)
+        results: list[np.ndarray] = []
+        play_case(
+            method,
+            domain.image,
+            domain.spacing_kji,
+            truth,
+            seed=0,
+            on_click=results.append,
+            max_clicks=clicks,
+        )
+        shown = results[min(clicks, len(results)) - 1]
+        k, j, _ = (int(np.median(ix)) for ix in np.nonzero(truth))
+        panels = [
+            (plane, index, mask, label)
+            for plane, index in (("axial", (k,)), ("coronal", (slice(None), j)))
+            for mask, label in ((shown, "result"), (truth, "reference"))
+        ]
+        for axis, (plane, index, mask, label) in zip(row, panels, strict=True):
+            flip = slice(None, None, -1 if plane == "coronal" else 1)  # the head's top up
+            axis.imshow(domain.image[index][flip], cmap="gray")
+            axis.contour(
+                mask[index][flip].astype(float), levels=[0.5], colors="red" if label == "result" else "lime"
+            )
+            axis.set_title(f"{domain_name} {target[4:]}, {plane}: {label} ({clicks} clicks)", fontsize=8)
+            axis.axis("off")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def _command(args) -> int:
     import torch
 
@@ -479,7 +500,9 @@ def _command(args) -> int:
     orders = 1 if args.quick else args.orders
     steps = FILL_STEPS[:1] if args.quick else FILL_STEPS
     model_dir = Path(args.model or find_base_model_dir())
-    methods = run_benchmark(model_dir, structures, orders, steps)
+    partial = args.output.with_name(args.output.stem + "-partial")
+    methods = run_benchmark(model_dir, structures, orders, steps, partial)
+    stream = run_stream(model_dir, orders, structures, partial)
     options = f"--orders {orders}" + (" --quick" if args.quick else "")
     result = {
         "command": f"interactive-adapt bench-volumetric {options}",
@@ -493,10 +516,14 @@ def _command(args) -> int:
         "protocol": (
             f"Simulated user: first click at the centre of the largest axial cross-section, then the centre of "
             f"the largest error component on the axial slice with the most wrong voxels; {MAX_CLICKS} clicks "
-            f"at most; {orders} click seed(s) per structure; shipped network without learning."
+            f"at most; {orders} click seed(s) per structure; shipped network, learning only in the stream."
         ),
         "methods": methods,
+        "stream": stream,
     }
+    result["targets"] = targets(result)
+    render_picture(model_dir, args.output.with_suffix(".png"))
+    result["picture"] = args.output.with_suffix(".png").name
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=1))
     args.output.with_suffix(".md").write_text(report_markdown(result))

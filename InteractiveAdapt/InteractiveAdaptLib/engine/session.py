@@ -289,6 +289,9 @@ class InteractiveSession:
         self._recycle(self._undo)
         self._clicks: list[Click] = []
         self._predictions: dict[SliceKey, np.ndarray] = {}
+        # Clicks the 3D propagation placed on a slice before the user's first click there: the user
+        # corrects what was shown, so the slice's predictions keep them (engine/volume_case.py).
+        self._hints: dict[SliceKey, list[tuple[float, float, bool]]] = {}
         self._prepared: dict[SliceKey, PreparedSlice] = {}
         self._undo: deque[_UndoEntry] = deque()
         self._steps: list[_MIStep] = []  # the MI steps the weights hold now, in order (for replay)
@@ -346,6 +349,18 @@ class InteractiveSession:
         return list(self._clicks)
 
     @property
+    def volume(self) -> np.ndarray:
+        """The open case's volume, normalised, (K, J, I)."""
+        self._require_case()
+        return self._volume
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """The open case's voxel size in mm along K, J and I."""
+        self._require_case()
+        return self._spacing
+
+    @property
     def case_open(self) -> bool:
         """Whether a case is started and not finished yet (a reset keeps it open)."""
         return self._volume is not None
@@ -391,8 +406,13 @@ class InteractiveSession:
                 "Click inside the image."
             )
 
-    def add_click(self, click: Click) -> SlicePrediction:
+    def add_click(
+        self, click: Click, hints: list[tuple[float, float, bool]] | None = None
+    ) -> SlicePrediction:
         """Predict the slice of `click` from it and the slice's earlier clicks.
+
+        `hints`, given with the first click on a slice, are clicks placed by the 3D propagation there
+        (row, col, positive): this and later predictions of the slice use them too, before the user's.
 
         The pending MI step of the previous click runs first; the MI step of this click (if MI is on,
         and after a slice's first click only with `mi_after_first_click`) waits for `learn_pending`.
@@ -410,7 +430,9 @@ class InteractiveSession:
         self.learn_pending()  # learn from the previous click before this one is processed
         started = time.perf_counter()
         key = (click.axis, click.index)
-        previous_clicks = self.slice_clicks(key)
+        if hints and not self.slice_clicks(key):
+            self._hints[key] = list(hints)
+        previous_clicks = self._hints.get(key, []) + self.slice_clicks(key)
         self._undo.append(_UndoEntry(click, self._predictions.get(key)))
         self._clicks.append(click)
         prepared = self.prepared_slice(key)
@@ -502,6 +524,8 @@ class InteractiveSession:
             else:
                 self._replay_steps()
         key = (entry.click.axis, entry.click.index)
+        if not self.slice_clicks(key):
+            self._hints.pop(key, None)
         if entry.previous_mask is None:
             self._predictions.pop(key, None)
             return None
@@ -533,10 +557,12 @@ class InteractiveSession:
         remaining = self.slice_clicks(key)
         if not remaining:
             self._predictions.pop(key, None)
+            self._hints.pop(key, None)
             return None
         started = time.perf_counter()
         prepared = self.prepared_slice(key)
-        mask = self.predictor.to_native(self.predictor.logits(prepared, remaining), prepared)
+        clicks = self._hints.get(key, []) + remaining
+        mask = self.predictor.to_native(self.predictor.logits(prepared, clicks), prepared)
         self._predictions[key] = mask
         return SlicePrediction(key[0], key[1], mask, (time.perf_counter() - started) * 1000)
 

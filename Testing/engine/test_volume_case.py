@@ -1,0 +1,220 @@
+"""A structure in 3D from clicks on a few slices (engine/volume_case.py): real Colin27 structures, the
+shipped network, ITK's contour interpolation (Slicer's vtkITK) between clicked slices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
+from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
+from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
+from InteractiveAdaptLib.errors import CaseStateError, WeightsError
+from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.model.base_model import load_base_model
+from InteractiveAdaptLib.model.location import find_base_model_dir
+from InteractiveAdaptLib.mrml.contour_interpolation import MAX_PIECES, TooFragmented, contour_interpolation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def thalamus(engine_domain):
+    colin = engine_domain("colin27")
+    return colin, colin.target_mask("aal:Thalamus_L")
+
+
+def open_case(
+    colin, learn: bool = False, config: PropagationConfig | None = None, interpolate=contour_interpolation
+):
+    try:
+        base = load_base_model(find_base_model_dir())
+    except WeightsError as error:
+        pytest.skip(f"No base model is shipped in this checkout yet. {error}")
+    adaptation = (
+        AdaptationConfig() if learn else AdaptationConfig(mid_interaction=False, post_interaction=False)
+    )
+    session = InteractiveSession(base, SessionConfig(adaptation=adaptation))
+    session.start_case(colin.image, colin.spacing_kji, "thalamus", normalized=True)
+    return VolumeCase(session, 0, interpolate, config)
+
+
+def centre_click(truth: np.ndarray, index: int, positive: bool = True) -> Click:
+    depth = ndimage.distance_transform_edt(truth[index])
+    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    return Click(0, index, float(row), float(col), positive)
+
+
+def structure_slices(truth: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(truth.any(axis=(1, 2)))
+
+
+def test_two_clicks_on_two_slices_give_a_connected_segment_between_them(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    low, high = int(slices[len(slices) // 4]), int(slices[3 * len(slices) // 4])
+    case = open_case(colin)
+    case.click(centre_click(truth, low))
+    case.click(centre_click(truth, high))
+    assert case.confirmed_slices == [low, high]
+    between = case.mask[low : high + 1]
+    assert all(s.any() for s in between)  # every slice between the two clicked ones is filled
+    assert ndimage.label(between)[1] == 1  # one connected piece
+    per_slice = np.zeros_like(truth)
+    per_slice[low], per_slice[high] = case.mask[low], case.mask[high]
+    assert dice(case.mask, truth) > dice(per_slice, truth) + 0.3
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_one_click_propagates_beyond_it_and_stops_near_the_structure(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    case = open_case(colin)
+    update = case.click(centre_click(truth, middle))
+    reached = structure_slices(case.mask)
+    assert reached[0] < middle < reached[-1]  # both ways
+    assert reached[0] >= slices[0] - 10 and reached[-1] <= slices[-1] + 10  # it stops (not 181 slices)
+    assert update.first <= reached[0] and reached[-1] <= update.last
+
+
+def test_a_correction_re_propagates_only_up_to_the_next_confirmed_slices(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    a, b, c = (int(slices[round(f * (len(slices) - 1))]) for f in (0.2, 0.5, 0.8))
+    case = open_case(colin)
+    for index in (b, a, c):
+        case.click(centre_click(truth, index))
+    before = case.mask.copy()
+    rows, cols = np.nonzero(truth[b])
+    # A negative click on the near edge of the structure in slice b: b and the gaps next to it change.
+    update = case.click(Click(0, b, float(rows.min()), float(cols[np.argmin(rows)]), False))
+    assert (update.first, update.last) == (a + 1, c - 1)
+    np.testing.assert_array_equal(case.mask[: a + 1], before[: a + 1])
+    np.testing.assert_array_equal(case.mask[c:], before[c:])
+    assert not np.array_equal(case.mask[b], before[b])
+
+
+def state(session) -> list[torch.Tensor]:
+    tensors = [v.clone() for v in session.network.state_dict().values()]
+    for _, slot in sorted(session.adapter.optimizer.state_dict()["state"].items()):
+        tensors += [v.clone() for _, v in sorted(slot.items()) if isinstance(v, torch.Tensor)]
+    return tensors
+
+
+def test_undo_restores_the_3d_mask_and_the_weights_bit_for_bit(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    case = open_case(colin, learn=True)
+    coronal = int(np.median(np.nonzero(truth)[1]))
+    clicks = [centre_click(truth, int(slices[round(f * (len(slices) - 1))])) for f in (0.5, 0.1, 0.9, 0.3)]
+    clicks.insert(
+        2,
+        Click(
+            1, coronal, float(np.median(np.nonzero(truth)[0])), float(np.median(np.nonzero(truth)[2])), True
+        ),
+    )
+    clicks += [Click(0, c.index, c.row + 2, c.col + 1, k % 2 == 0) for k, c in enumerate(clicks)]
+    history = []
+    for click in clicks:  # 10 clicks: past the 8 weight snapshots the session keeps
+        history.append((case.mask.copy(), state(case.session)))
+        case.click(click)
+        case.session.learn_pending()
+    for mask, weights in reversed(history):
+        case.undo()
+        np.testing.assert_array_equal(case.mask, mask)
+        assert all(torch.equal(x, y) for x, y in zip(state(case.session), weights, strict=True))
+    with pytest.raises(CaseStateError, match="no click to undo"):
+        case.undo()
+
+
+def test_a_click_in_another_orientation_is_shown_and_undone(thalamus):
+    colin, truth = thalamus
+    case = open_case(colin)
+    ks, js, is_ = np.nonzero(truth)
+    middle = int(np.median(ks))
+    case.click(centre_click(truth, middle))
+    before = case.mask.copy()
+    coronal = int(np.median(js))
+    click = Click(1, coronal, float(np.median(ks)), float(np.median(is_)), True)
+    case.click(click)
+    np.testing.assert_array_equal(case.mask[:, coronal], case.session.prediction(1, coronal) > 0)
+    assert case.mask[:, coronal].any()
+    case.undo()
+    np.testing.assert_array_equal(case.mask, before)
+
+
+def test_propagation_can_be_switched_off_and_bounded(thalamus):
+    colin, truth = thalamus
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    off = open_case(colin, config=PropagationConfig(enabled=False))
+    off.click(centre_click(truth, middle))
+    assert list(structure_slices(off.mask)) == [middle]  # the clicked slice only
+    bounded = open_case(colin)
+    bounded.set_bounds(middle - 2, middle + 3)
+    bounded.click(centre_click(truth, middle))
+    reached = structure_slices(bounded.mask)
+    assert reached[0] >= middle - 2 and reached[-1] <= middle + 3 and len(reached) > 1
+    with pytest.raises(CaseStateError, match="empty"):
+        bounded.set_bounds(10, 5)
+
+
+def test_slices_the_interpolator_cannot_fill_are_propagated_instead(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    low, high = int(slices[len(slices) // 3]), int(slices[2 * len(slices) // 3])
+
+    def refuses(mask, axis):
+        raise TooFragmented("too many pieces")
+
+    case = open_case(colin, interpolate=refuses)
+    case.click(centre_click(truth, low))
+    case.click(centre_click(truth, high))
+    assert all(s.any() for s in case.mask[low : high + 1])
+
+
+def test_contour_interpolation_refuses_a_speckled_mask_instead_of_aborting():
+    speckled = np.zeros((3, 60, 60), bool)
+    speckled[0, ::3, ::3] = True  # 400 separate pixels: ITK would abort the process past 255
+    speckled[2, 10:20, 10:20] = True
+    assert (speckled[0].sum()) > MAX_PIECES
+    with pytest.raises(TooFragmented):
+        contour_interpolation(speckled, 0)
+
+
+def test_the_accepted_slices_are_the_clicked_ones_then_filled_ones_within_the_budget(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    case = open_case(colin, config=PropagationConfig(max_slices_learned=6))
+    clicked = [int(slices[round(f * (len(slices) - 1))]) for f in (0.3, 0.7)]
+    for index in clicked:
+        case.click(centre_click(truth, index))
+    accepted = case.accepted_slices()
+    assert len(accepted) == 6 and {(0, k) for k in clicked} <= set(accepted)
+    assert all(mask.any() for mask in accepted.values())
+    edited = case.mask.copy()
+    edited[clicked[0]] = False  # the user erased a slice before accepting: the segment counts
+    assert not case.accepted_slices(edited)[(0, clicked[0])].any()
+    with pytest.raises(CaseStateError, match="shape"):
+        case.accepted_slices(edited[1:])
+
+
+def test_a_negative_click_on_a_propagated_slice_corrects_it_instead_of_emptying_it(thalamus):
+    colin, truth = thalamus
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    case = open_case(colin)
+    case.click(centre_click(truth, middle))
+    target = middle + 2
+    shown = case.mask[target].copy()
+    assert shown.any() and target not in case.confirmed_slices
+    rows, cols = np.nonzero(shown)
+    edge = int(np.argmax(cols))  # the rightmost pixel shown: the user removes a spill there
+    case.click(Click(0, target, float(rows[edge]), float(cols[edge]), False))
+    # The propagation's own click stays with the user's: a lone negative click would give nothing.
+    assert case.mask[target].sum() > 0.5 * shown.sum()
+    assert target in case.confirmed_slices
