@@ -9,6 +9,7 @@ from interactive_adapt_lab import demo
 from interactive_adapt_lab.data import datasets
 from interactive_adapt_lab.evaluation import (
     adaptation_benchmark,
+    propagation_speed,
     slicer_loop_benchmark,
     speed_benchmark,
     volumetric_benchmark,
@@ -17,7 +18,8 @@ from interactive_adapt_lab.training import model_export, training, training_repo
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric, train, training-report,
+    """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric,
+    bench-propagation, train, training-report,
     export-model and build-cache."""
     for module in (
         demo,
@@ -25,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         speed_benchmark,
         slicer_loop_benchmark,
         volumetric_benchmark,
+        propagation_speed,
         training,
         training_report,
         model_export,

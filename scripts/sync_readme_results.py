@@ -6,7 +6,10 @@ the table NAME takes from a file the commands write:
   training-ablations  benchmarks/results/training-ablations.md (`interactive-adapt training-report`)
   base-model          models/colin27-unet-default/model.json, its metrics (`interactive-adapt export-model`)
   tuning              benchmarks/results/tuning/adaptation-*.json, the choices tried on case order 0
+  volumetric          benchmarks/results/volumetric.md, medians per method (`interactive-adapt bench-volumetric`)
+  volumetric-stream   benchmarks/results/volumetric.md, the learning stream's table
   speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
+  propagation-speed   benchmarks/results/propagation_speed.json (`interactive-adapt bench-propagation`)
   slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
@@ -104,10 +107,27 @@ def slicer_loop_table() -> str:
     return "\n".join(rows)
 
 
+def propagation_table() -> str:
+    speed = json.loads((RESULTS / "propagation_speed.json").read_text())
+    return "\n".join(
+        [
+            "| slices filled by one click | seconds p50 | slowest run | ms per slice | target |",
+            "|---|---|---|---|---|",
+            f"| {speed['slices_filled']} | {speed['seconds_p50']:.2f} s | {speed['seconds_max']:.2f} s "
+            f"| {speed['ms_per_slice_p50']:.0f} ms | <= {speed['target_seconds']:g} s |",
+        ]
+    )
+
+
 SOURCES = {
     "base-model": base_model_table,
     "tuning": tuning_table,
+    "volumetric": lambda: first_table((RESULTS / "volumetric.md").read_text()),
+    "volumetric-stream": lambda: first_table(
+        (RESULTS / "volumetric.md").read_text(), after="Along a site's stream"
+    ),
     "speed": speed_table,
+    "propagation-speed": propagation_table,
     "slicer-loop": slicer_loop_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),

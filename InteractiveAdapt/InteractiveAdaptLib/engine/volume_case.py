@@ -274,6 +274,8 @@ class VolumeCase:
 def pseudo_clicks(previous: np.ndarray) -> PseudoClicks:
     """The click that carries a slice's mask to the next slice: positive, at its deepest point. (More
     positive clicks spread over the mask were tried: the propagated masks then leaked more.)"""
-    depth = ndimage.distance_transform_edt(np.pad(previous, 1))[1:-1, 1:-1]
-    row, col = np.unravel_index(int(np.argmax(depth)), previous.shape)
-    return [(float(row), float(col), True)]
+    rows, cols = np.nonzero(previous.any(axis=1))[0], np.nonzero(previous.any(axis=0))[0]
+    box = previous[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the distance map of the box only
+    depth = ndimage.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
+    row, col = np.unravel_index(int(np.argmax(depth)), box.shape)
+    return [(float(row + rows[0]), float(col + cols[0]), True)]
