@@ -42,6 +42,11 @@ class PropagationConfig:
     # (5th-95th percentile inside its mask): given a positive click the network always finds something.
     intensity_fraction: float = 0.8
     extent: float = 1.0  # stop this many source diameters away from the source slice
+    # Stop when a slice grows past 1.1 times the source's area: leaving a clicked slice a structure
+    # mostly tapers, and a growing mask mostly spills into the tissue around it. Chosen on Colin27's
+    # amygdala, caudate, hippocampus, thalamus and putamen with seed 0 (mean Dice3D@10 0.68 against 0.64
+    # at 1.0, 0.59 at 1.2 or 1.3 and with no limit); the MNI152 structures were not used to choose.
+    max_area_ratio: float = 1.1
     interpolate_between: bool = True  # fill between two confirmed slices by interpolation if possible
     max_slices_learned: int = 16  # slices of the accepted 3D mask that PI learns from (time budget)
 
@@ -239,7 +244,10 @@ class VolumeCase:
             new = (session.predictor.to_native(logits, prepared) > 0) & ndimage.binary_dilation(
                 previous, iterations=grow
             )
-            if new.sum() < config.min_area_ratio * previous.sum():
+            if (
+                new.sum() < config.min_area_ratio * previous.sum()
+                or new.sum() > config.max_area_ratio * mask.sum()
+            ):
                 return
             values = image[n][new]
             if np.mean((values >= low) & (values <= high)) < config.intensity_fraction:
