@@ -54,10 +54,11 @@ class InteractiveAdapt(ScriptedLoadableModule):
             "<b>Use:</b> choose the MRI volume (it gets its own segmentation), then add the structure by name, "
             "e.g. 'Hippocampus (L)': the name picks the learning profile, left and right share one, and the "
             "panel shows what that profile has learned. Press <b>Positive point</b> (key <b>P</b>) and "
-            "left-click inside the structure in an axial, coronal or sagittal view; the slice is "
-            "segmented at once. Add <b>Negative points</b> (key <b>N</b>) where the result spills over, more "
-            "positive points where it misses. <b>Ctrl+Z</b> undoes the last click; deleting an earlier point "
-            "re-segments its slice without it. Correct with the Segment Editor if needed, then press "
+            "left-click inside the structure in any view: the slice is segmented, and with <b>Fill the "
+            "structure in 3D</b> the slices beyond it and between clicked slices are filled. Add <b>Negative "
+            "points</b> (key <b>N</b>) where it spills over, positive ones where it misses. <b>Ctrl+Z</b> undoes "
+            "the last click; deleting an earlier point also places the later ones again. Correct with the "
+            "Segment Editor if needed, then press "
             "<b>Finish case</b>: the case is learned and a new version of the site's weights is saved (roll "
             "back under <i>Site and model</i>, per structure). Press the button again to stop placing; right-drag "
             "zooms, middle-drag pans and the wheel changes slice meanwhile. Changing patient or structure asks "
@@ -96,7 +97,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         slicer.app.layoutManager().layoutChanged.connect(self.onLayoutChanged)
         self.ui.positivePointButton.toggled.connect(lambda on: self.onPlace(True, on))
         self.ui.negativePointButton.toggled.connect(lambda on: self.onPlace(False, on))
-        for name, slot in [("undoButton", self.onUndo), ("finishCaseButton", self.onFinish), ("resetCaseButton", self.onReset),
+        for name, slot in [("undoButton", self.workflow.undo), ("finishCaseButton", self.onFinish), ("resetCaseButton", self.workflow.reset),
                            ("rollbackButton", self.onRollback), ("exportSiteButton", self.onExport),
                            ("cancelButton", self.onCancel), ("addStructureButton", self.onAddStructure),
                            ("renameStructureButton", self.onRenameStructure),
@@ -104,6 +105,9 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                            ("nextStructureButton", lambda: self.onStepStructure(1))]:  # fmt: skip
             getattr(self.ui, name).clicked.connect(slot)
         self.ui.structureComboBox.activated.connect(self.onStructureChosen)
+        self.ui.fill3DCheckBox.toggled.connect(self.onFillOptions)
+        for box in (self.ui.fromSliceSpinBox, self.ui.toSliceSpinBox):
+            box.valueChanged.connect(self.onFillOptions)
         self.ui.newStructureComboBox.addItems(list(mrml.COMMON_STRUCTURES))
         self.ui.newStructureComboBox.setCurrentText("")
         self.ui.newStructureComboBox.lineEdit().returnPressed.connect(self.onAddStructure)
@@ -115,14 +119,13 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.weightsFolderLabel.text = str(self.logic.storeRoot)
         for name, keys in SHORTCUTS.items():  # enabled only while the module is shown: no clash elsewhere
             shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
-            shortcut.activated.connect(self.onUndo if name == "undoButton" else getattr(self.ui, name).click)
+            shortcut.activated.connect(getattr(self.ui, name).click)
             shortcut.setEnabled(False)
             self._shortcuts.append(shortcut)
         # Slicer's idle loop holds Python's lock: the timer lends it to the worker in short waits.
         self.timer = qt.QTimer()
-        self.timer.setInterval(IDLE_INTERVAL_MS)
         self.timer.timeout.connect(self.poll)
-        self.timer.start()
+        self.timer.start(IDLE_INTERVAL_MS)
         self.logic.worker.wake = lambda: self.timer.start(0)  # a job submitted: tick at once
         self.initializeParameterNode()
 
@@ -213,9 +216,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         combo.clear()
         for segment_id, name in structures:
             combo.addItem(name, segment_id)
-        combo.setCurrentIndex(
-            [sid for sid, _ in structures].index(self.workflow.segment_id) if self.workflow.segment_id else -1
-        )
+        ids = [sid for sid, _ in structures]
+        combo.setCurrentIndex(ids.index(self.workflow.segment_id) if self.workflow.segment_id else -1)
         combo.blockSignals(False)
         for name in ("structureComboBox", "previousStructureButton", "nextStructureButton", "renameStructureButton"):  # fmt: skip
             getattr(self.ui, name).enabled = bool(structures)
@@ -299,16 +301,14 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.showError(error)
             return False
 
-    def onUndo(self):
-        self.workflow.undo()
-
     def onFinish(self):
         self.guarded(
             self.workflow.finish, self._parameterNode.learnFromCase, lambda result: self.refreshProfile()
         )
 
-    def onReset(self):
-        self.workflow.reset()
+    def onFillOptions(self, *args):
+        ui, fill = self.ui, self.workflow.set_fill
+        self.guarded(fill, ui.fill3DCheckBox.checked, ui.fromSliceSpinBox.value, ui.toSliceSpinBox.value)
 
     def onRollback(self):
         version = self.ui.modelVersionComboBox.currentData
@@ -346,6 +346,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def setStatus(self, text):
         self.ui.statusLabel.text = text
+        self.ui.clickedSlicesLabel.text = self.workflow.clicked_slices_text()
 
     def showError(self, error, traceback=""):
         """Clinician-readable errors go to the status line; only unexpected failures open a dialog."""

@@ -2,7 +2,11 @@
 
 It declares the engine's CaseSession protocol (InteractiveAdaptLib/interaction.py), the part of the
 session the MRML click controller drives, and answers with a deterministic rule instead of a network: a positive click marks the pixels of its window whose intensity is close to the clicked
-pixel's, a negative click clears its window. Not used by the product.
+pixel's, a negative click clears its window. It also offers what the engine's 3D case
+(engine/volume_case.py) uses of a session (volume, spacing, prepared slices, a predictor, hints), so the
+controller's 3D mode runs on it too; with disk=True a positive click marks a disk of the window's
+radius instead, whatever the intensities, so that the 3D case's stop rules (area, growth) see the same
+area on every slice. Not used by the product.
 """
 
 from __future__ import annotations
@@ -20,10 +24,14 @@ from InteractiveAdaptLib.interaction import CaseSession, CaseSummary, Click, Sli
 class ThresholdSessionDouble(CaseSession):
     """Predicts a slice from its clicks by intensity thresholding in a window around each click."""
 
-    def __init__(self, radius: int = 6, tolerance: float = 25.0, delay_s: float = 0.0) -> None:
-        self.radius, self.tolerance, self.delay_s = radius, tolerance, delay_s
+    def __init__(
+        self, radius: int = 6, tolerance: float = 25.0, delay_s: float = 0.0, disk: bool = False
+    ) -> None:
+        self.radius, self.tolerance, self.delay_s, self.disk = radius, tolerance, delay_s, disk
         self.volume: np.ndarray | None = None
         self._clicks: list = []
+        self._hints: dict[tuple[int, int], list[tuple[float, float, bool]]] = {}
+        self.predictor = _ThresholdPredictor(self)
         self.calls: list[tuple[str, str]] = []  # (method, thread name)
         self.learned = 0
         self.finished: list[tuple[dict | None, bool]] = []
@@ -45,21 +53,45 @@ class ThresholdSessionDouble(CaseSession):
     def start_case(self, volume: np.ndarray, spacing_kji: tuple[float, float, float], profile: str) -> None:
         self._log("start_case")
         self.volume, self.spacing_kji, self.profile = np.asarray(volume), spacing_kji, profile
-        self._clicks = []
+        self._clicks, self._hints = [], {}
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(self.spacing_kji)
+
+    def prepared_slice(self, key: tuple[int, int]) -> np.ndarray:
+        """The slice itself: the double predicts on the volume's own grid."""
+        return np.take(self.volume, key[1], key[0]).astype(float)
+
+    def prediction(self, axis: int, index: int) -> np.ndarray | None:
+        found = self._prediction(axis, index)
+        return None if found is None else found.mask
 
     def predict(self, axis: int, index: int, clicks: list | None = None) -> np.ndarray:
-        """The mask this double shows for a slice given clicks (default: the current ones)."""
-        image = np.take(self.volume, index, axis).astype(float)
+        """The mask this double shows for a slice given clicks (default: the current ones, after the
+        slice's hints)."""
+        points = list(self._hints.get((axis, index), [])) if clicks is None else []
+        points += [
+            (c.row, c.col, c.positive)
+            for c in (clicks if clicks is not None else self._clicks)
+            if (c.axis, c.index) == (axis, index)
+        ]
+        return self.threshold(np.take(self.volume, index, axis).astype(float), points)
+
+    def threshold(self, image: np.ndarray, points: list[tuple[float, float, bool]]) -> np.ndarray:
+        """The double's rule on one slice image for (row, col, positive) points, in order."""
         mask = np.zeros(image.shape, np.uint8)
-        for c in clicks if clicks is not None else self._clicks:
-            if (c.axis, c.index) != (axis, index):
-                continue
+        for row, col, positive in points:
+            row, col = int(round(row)), int(round(col))
             window = (
-                slice(max(0, c.row - self.radius), c.row + self.radius + 1),
-                slice(max(0, c.col - self.radius), c.col + self.radius + 1),
+                slice(max(0, row - self.radius), row + self.radius + 1),
+                slice(max(0, col - self.radius), col + self.radius + 1),
             )
-            if c.positive:
-                close = np.abs(image[window] - image[c.row, c.col]) <= self.tolerance
+            if positive and self.disk:
+                rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+                mask |= ((rows - row) ** 2 + (cols - col) ** 2 <= self.radius**2).astype(np.uint8)
+            elif positive:
+                close = np.abs(image[window] - image[row, col]) <= self.tolerance
                 mask[window] |= close.astype(np.uint8)
             else:
                 mask[window] = 0
@@ -70,10 +102,12 @@ class ThresholdSessionDouble(CaseSession):
             return None
         return SlicePrediction(axis, index, self.predict(axis, index), 1.0)
 
-    def add_click(self, click) -> SlicePrediction:
+    def add_click(self, click, hints: list | None = None) -> SlicePrediction:
         self._log("add_click")
         if self.volume is None:
             raise CaseStateError("No case is open.")
+        if hints and not any(c.slice_key == click.slice_key for c in self._clicks):
+            self._hints[click.slice_key] = list(hints)
         self._clicks.append(click)
         return self._prediction(click.axis, click.index)
 
@@ -85,16 +119,20 @@ class ThresholdSessionDouble(CaseSession):
     def undo(self) -> SlicePrediction | None:
         self._log("undo")
         click = self._clicks.pop()
+        if not any(c.slice_key == click.slice_key for c in self._clicks):
+            self._hints.pop(click.slice_key, None)
         return self._prediction(click.axis, click.index)
 
     def remove_click(self, n: int) -> SlicePrediction | None:
         self._log("remove_click")
         click = self._clicks.pop(n)
+        if not any(c.slice_key == click.slice_key for c in self._clicks):
+            self._hints.pop(click.slice_key, None)
         return self._prediction(click.axis, click.index)
 
     def reset_case(self) -> None:
         self._log("reset_case")
-        self._clicks = []
+        self._clicks, self._hints = [], {}
 
     def finish_case(self, accepted: dict | None = None, learn: bool = True, should_stop=None) -> CaseSummary:
         self._log("finish_case")
@@ -117,3 +155,16 @@ class ThresholdSessionDouble(CaseSession):
 
     def export_site(self, archive: str | Path) -> Path:
         raise CaseStateError("The double keeps no versions.")
+
+
+class _ThresholdPredictor:
+    """The double's rule in the shape of the engine's predictor (logits, then the mask on the slice)."""
+
+    def __init__(self, session: ThresholdSessionDouble) -> None:
+        self.session = session
+
+    def logits(self, prepared: np.ndarray, clicks: list[tuple[float, float, bool]]) -> np.ndarray:
+        return self.session.threshold(prepared, clicks).astype(float) * 2 - 1
+
+    def to_native(self, logits: np.ndarray, prepared: np.ndarray) -> np.ndarray:
+        return (logits > 0).astype(np.uint8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -58,7 +58,9 @@ class CaseSummary:
 
 class CaseSession(Protocol):
     """The part of the engine's InteractiveSession that the scene adapter and the module drive (on the
-    worker thread). The scene adapter's tests drive a double that declares this protocol.
+    worker thread), directly or through the engine's 3D case (engine/volume_case.py: `volume`,
+    `spacing`, `prepared_slice`, `predictor` and the `hints` of `add_click`). The scene adapter's tests
+    drive a double that declares this protocol.
 
     Every method may raise an InteractiveAdaptError whose message is meant for the clinician.
     """
@@ -73,7 +75,16 @@ class CaseSession(Protocol):
         self, volume: np.ndarray, spacing_kji: tuple[float, float, float], profile: str
     ) -> None: ...
 
-    def add_click(self, click: Click) -> SlicePrediction: ...
+    # What the 3D case reads: the case's (K, J, I) volume, its voxel size in mm, the 2D predictor.
+    volume: np.ndarray
+    spacing: tuple[float, float, float]
+    predictor: Any
+
+    def prepared_slice(self, key: SliceKey) -> Any: ...
+
+    def add_click(
+        self, click: Click, hints: list[tuple[float, float, bool]] | None = None
+    ) -> SlicePrediction: ...
 
     def learn_pending(self) -> bool: ...
 

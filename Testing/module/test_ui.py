@@ -13,6 +13,7 @@ pytest.importorskip("PySide6")
 from PySide6.QtCore import SIGNAL, Property, QFile, Signal, Slot  # noqa: E402
 from PySide6.QtUiTools import QUiLoader  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
+    QAbstractSpinBox,
     QApplication,
     QCheckBox,
     QComboBox,
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QWidget,
 )
 
@@ -182,6 +184,22 @@ def test_click_buttons_are_persistent_toggles_and_undo_finish_reset_exist(ui):
     assert learn.isChecked() and learn.text() == "Learn from this case"
 
 
+def test_3d_filling_switch_slice_range_and_clicked_slices(ui):
+    clicks = child(ui, ctkCollapsibleButton, "clicksCollapsibleButton")
+    fill = child(ui, QCheckBox, "fill3DCheckBox")
+    assert fill.isChecked() and fill.text() == "Fill the structure in 3D"
+    assert clicks.findChild(QCheckBox, "fill3DCheckBox") is fill
+    for name in ("fromSliceSpinBox", "toSliceSpinBox"):
+        box = child(ui, QSpinBox, name)
+        # 0 shows "none" and means no bound (the workflow maps 0 to None)
+        assert box.value() == box.minimum() == 0 and box.specialValueText() == "none"
+        assert box.maximum() >= 2000 and "slice" in box.toolTip()
+    label = child(ui, QLabel, "clickedSlicesLabel")
+    assert label.wordWrap() and label.text() == "Clicked slices: none yet."
+    source = MODULE_FILE.read_text()
+    assert "self.workflow.set_fill" in source and "self.workflow.clicked_slices_text()" in source
+
+
 def test_advanced_section_defaults_match_the_settings_defaults(ui):
     advanced = child(ui, ctkCollapsibleButton, "advancedCollapsibleButton")
     assert advanced.collapsed and advanced.text == "Advanced"
@@ -252,10 +270,10 @@ def test_parameter_node_fields_match_the_widgets_bound_to_them(ui):
 def test_every_control_explains_itself(ui):
     for widget in ui.findChildren(QWidget):
         if (
-            isinstance(widget, QPushButton | QCheckBox | QLineEdit | QComboBox | QDoubleSpinBox)
+            isinstance(widget, QPushButton | QCheckBox | QLineEdit | QComboBox | QAbstractSpinBox)
             and widget.objectName()
         ):
-            if isinstance(widget.parent(), QComboBox | QDoubleSpinBox):
+            if isinstance(widget.parent(), QComboBox | QAbstractSpinBox):
                 continue  # inner parts of a composite widget
             assert widget.toolTip().strip(), f"{widget.objectName()} has no tooltip"
 

@@ -1,7 +1,8 @@
-"""The click controller (mrml/click_controller.py) on a real MRML scene with real MRI volumes (Colin27)
-in non-trivial geometries, driving the threshold test double or the real engine session: clicks in
-each view segment that slice only, undo, deleted points, bad clicks, reset and finish, the worker
-thread, and real mouse clicks in offscreen slice views."""
+"""The click controller's 2D mode (mrml/click_controller.py, volume=False) on a real MRML scene with
+real MRI volumes (Colin27) in non-trivial geometries, driving the threshold test double or the real
+engine session: clicks in each view segment that slice only, undo, deleted points, bad clicks, reset
+and finish, the worker thread, and real mouse clicks in offscreen slice views. (The 3D mode, the
+default, is tested in test_click_controller_3d.py.)"""
 
 from __future__ import annotations
 
@@ -20,9 +21,11 @@ from InteractiveAdaptLib.interaction import Click
 
 
 class Harness:
-    """A controller on a real scene with the threshold test double and one slice view per orientation."""
+    """A controller on a real scene with the threshold test double and one slice view per orientation
+    (2D mode unless volume=True is given)."""
 
     def __init__(self, mri, views, make_segmentation, executor=None, **kwargs):
+        kwargs.setdefault("volume", False)
         self.mri = mri
         self.geometry = mrml.volume_geometry(mri.volume)
         self.seg, (self.segment_id, self.other_id) = make_segmentation("target", "other")
@@ -322,6 +325,7 @@ def test_real_mouse_clicks_in_red_and_yellow_views_go_through_the_controller(col
     session, errors = ThresholdSessionDouble(), []
     controller = mrml.ClickController(
         session, InlineExecutor(), volume, seg, segment_id, positive, negative, on_error=lambda error, tb: errors.append(error),
+        volume=False,
     )  # fmt: skip
     geometry = controller.geometry
 
@@ -380,7 +384,7 @@ def test_the_controller_drives_the_real_engine_session(mri_scene, targets, tiny_
     try:
         controller = mrml.ClickController(
             session, worker, nodes.volume, nodes.segmentation, nodes.segment_id, nodes.positive, nodes.negative,
-            on_error=lambda error, tb: errors.append((error, tb)),
+            on_error=lambda error, tb: errors.append((error, tb)), volume=False,
         )  # fmt: skip
         geometry = controller.geometry
         kji = targets[0]

@@ -7,6 +7,10 @@ SHIPPED base model, found where the module finds it (model.location.find_base_mo
 checkout). The clicks go where the simulated user of engine/click_simulation.py (centre mode) would put them: the first in
 the middle of the structure, each next one in the middle of the largest error of the mask now shown.
 
+The controller runs in its per-slice (2D) mode here, so each click's slice is checked against the
+session's prediction and nothing else may be written; the 3D mode, the module's default, is tested the
+same way in test_thalamus_in_3d.py.
+
 The image is the Colin27 T1 (a real MRI) stored as a sagittal stack with every second sagittal slice, so
 the IJK -> RAS matrix permutes and flips the axes and the voxels are 1 x 1 x 2 mm: the slice a view shows
 is not the array's first axis, and one view's slices need in-plane resampling.
@@ -150,6 +154,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
             ModuleSettings(site=SITE, user=USER),  # the module's defaults otherwise
             nodes,
             on_error=lambda error, tb: errors.append((error, tb)),
+            volume=False,  # per slice: see the module docstring
         )
         ((session, probe),) = sessions
         placer = mrml.PointPlacer()

@@ -1,6 +1,7 @@
 """Segments (mrml/segments.py) on a real MRML scene with real MRI volumes (Colin27) in non-trivial
-geometries: writing and reading one slice of one segment (separate or shared labelmap layers), the
-learning profile a segment names, and preparing a segmentation on the volume's geometry."""
+geometries: writing and reading one slice, or a block of slices, of one segment (separate or shared
+labelmap layers), the learning profile a segment names, and preparing a segmentation on the volume's
+geometry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import pytest
 import slicer
 
 from InteractiveAdaptLib import mrml
-from InteractiveAdaptLib.errors import CaseStateError
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.mrml.segments import block_extent
 
 # ---------------------------------------------------------------- labelmap slices
 
@@ -45,6 +47,32 @@ def test_write_slice_changes_that_slice_of_that_segment_only(
         np.testing.assert_array_equal(mrml.read_slice(seg, target, geometry, axis, index), mask)
         np.testing.assert_array_equal(mrml.read_segment(seg, target, geometry), expected)
         np.testing.assert_array_equal(mrml.read_segment(seg, other, geometry), before_other)
+
+
+def test_block_reads_and_writes_touch_only_their_slices(mri_scene, make_segmentation):
+    geometry = mrml.volume_geometry(mri_scene.volume)
+    seg, (target, other) = make_segmentation("target", "other")
+    shape = geometry.shape_kji
+    rng = np.random.default_rng(0)
+    start = (rng.random(shape) > 0.5).astype(np.uint8)
+    mrml.write_block(seg, target, geometry, 0, 0, start)
+    mrml.write_block(seg, other, geometry, 0, 0, 1 - start)
+    seg.GetSegmentation().CollapseBinaryLabelmaps(False)  # a shared layer, as the Segment Editor leaves it
+    expected = start.copy()
+    for axis in range(3):
+        count = 3 + axis
+        first = shape[axis] - count - 1
+        block = np.moveaxis(
+            (rng.random((count, *geometry.slice_shape(axis))) > 0.3).astype(np.uint8), 0, axis
+        )
+        mrml.write_block(seg, target, geometry, axis, first, block)
+        np.moveaxis(expected, axis, 0)[first : first + count] = np.moveaxis(block, axis, 0)
+        np.testing.assert_array_equal(mrml.read_block(seg, target, geometry, axis, first, count), block)
+        np.testing.assert_array_equal(mrml.read_segment(seg, target, geometry), expected)
+        np.testing.assert_array_equal(mrml.read_segment(seg, other, geometry), 1 - start)
+    assert block_extent(geometry, 0, 2, 3) == (0, shape[2] - 1, 0, shape[1] - 1, 2, 4)
+    with pytest.raises(InvalidClickError, match="outside the image"):
+        block_extent(geometry, 0, shape[0] - 1, 2)
 
 
 def test_write_into_an_empty_segment_and_clear_it_again(mri_scene, make_segmentation, blob):

@@ -45,7 +45,7 @@ class Panel:
         )
 
     def _open_session(self, settings):
-        self.sessions.append(ThresholdSessionDouble())
+        self.sessions.append(ThresholdSessionDouble(disk=True))  # disks: the 3D filling is predictable
         return self.sessions[-1]
 
     def _ask(self, question: str) -> bool:
@@ -211,7 +211,45 @@ def test_finish_reports_what_was_learned(mri_scene):
     done = []
     w.finish(learn=True, on_done=done.append)
     assert done[0].ok and w.clicks == 0
-    assert panel.status[-1].startswith("Case finished (1 clicks): 1 slices learned")
+    learned = done[0].value.slices_learned
+    assert learned > 1  # the clicked slice and slices of the structure filled in 3D
+    assert panel.status[-1].startswith(f"Case finished (1 clicks): {learned} slices learned")
+
+
+def test_the_3d_switch_and_slice_range_reach_the_case_and_the_clicked_slices_are_listed(mri_scene):
+    panel = Panel(mri_scene)
+    w = panel.open_structure("Brain")
+    k_view = next(v for v, axis in mri_scene.spec.view_axis.items() if axis == 0)
+    seed = tuple(np.array(TARGET_KJI)[list(mri_scene.spec.transpose)])  # (k, j, i) of this geometry
+    assert w.confirmed_slices() == [] and w.clicked_slices_text() == "Clicked slices: none yet."
+    w.set_fill(False, 0, 0)  # before any case: kept for the case that opens next
+    assert panel.status[-1].startswith("3D filling is off: a click segments its own slice")
+    panel.click(seed, view=k_view)
+    controller = w.cases.controller
+    assert controller.volume_mode and (controller.fill_3d, controller.bounds) == (False, (None, None))
+    assert w.confirmed_slices() == [seed[0]]
+    panel.click((seed[0] + 2, *seed[1:]), view=k_view)
+    assert w.clicked_slices_text() == f"Clicked slices: {seed[0]}, {seed[0] + 2}"
+    w.undo()
+    assert w.confirmed_slices() == [seed[0]]
+    w.set_fill(True, seed[0] - 1, seed[0] + 4)  # during the case: from the next click on
+    assert (controller.fill_3d, controller.bounds) == (True, (seed[0] - 1, seed[0] + 4))
+    assert panel.status[-1] == (
+        f"Each click fills the structure in 3D, within slices {seed[0] - 1} to {seed[0] + 4} "
+        "(from the next click)."
+    )
+    w.set_fill(True, 3)
+    assert controller.bounds == (3, None) and panel.status[-1].endswith(
+        ", from slice 3 on (from the next click)."
+    )
+    with pytest.raises(CaseStateError, match="The slice range 9 to 4 is empty"):
+        w.set_fill(True, 9, 4)
+    k_slices = mrml.volume_geometry(mri_scene.volume).shape_kji[0]
+    with pytest.raises(CaseStateError, match=f"This image has slices 0 to {k_slices - 1}"):
+        w.set_fill(True, k_slices)
+    assert controller.bounds == (3, None)  # a wrong range changes nothing
+    w.finish(learn=False)
+    assert w.confirmed_slices() == [] and w.clicked_slices_text() == "Clicked slices: none yet."
 
 
 def test_volume_of_a_missing_file_or_4d_is_refused_before_anything_changes(mri_scene):

@@ -1,6 +1,7 @@
 """Slicer scene adapter, the layer between the module's GUI and the engine: volume node -> array and
 geometry, slice view + markups point -> click, 2D prediction -> one slice of a segment's binary
-labelmap, and the click controller that drives the engine session.
+labelmap (a slice, or a block of slices at once), and the click controller that drives the engine
+session (each click fills the structure in 3D through the engine's VolumeCase, or segments only its slice).
 
 Imports `slicer` (MRML) and VTK only, never qt, ctk or slicer.app, so it runs and is tested in a
 plain Python scene (pip package slicer-core) exactly as inside Slicer. The engine never imports it.
@@ -31,10 +32,12 @@ from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
     ensure_segment,
     prepare_segmentation,
+    read_block,
     read_segment,
     read_slice,
     segment_profile,
     segmentation_of,
+    write_block,
     write_slice,
 )
 from InteractiveAdaptLib.mrml.slice_views import (
@@ -87,6 +90,7 @@ __all__ = [
     "prepare_case_nodes",
     "prepare_segmentation",
     "ras_to_slice_pixel",
+    "read_block",
     "read_segment",
     "read_slice",
     "segment_profile",
@@ -98,5 +102,6 @@ __all__ = [
     "style_click_node",
     "volume_array",
     "volume_geometry",
+    "write_block",
     "write_slice",
 ]

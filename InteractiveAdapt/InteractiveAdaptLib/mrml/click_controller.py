@@ -1,4 +1,10 @@
-"""The click controller: markups events -> engine session on the worker -> segment slices on the main thread."""
+"""The click controller: markups events -> engine session on the worker -> segment slices on the main thread.
+
+Two modes. In 3D mode (the default) each click goes through the engine's VolumeCase: its slice is
+predicted and the structure is filled along the volume's K axis (propagated beyond the clicked slices,
+interpolated between them); the slices it changed are written into the segment in one block. In 2D mode
+(`volume=False`) each click segments only the slice it is on.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,10 +25,12 @@ from InteractiveAdaptLib.interaction import CaseSession, Click, SliceKey, SliceP
 from InteractiveAdaptLib.mrml.markups import style_click_node
 from InteractiveAdaptLib.mrml.segments import (
     prepare_segmentation,
+    read_block,
     read_segment,
     read_slice,
     segment_or_error,
     segment_profile,
+    write_block,
     write_slice,
 )
 from InteractiveAdaptLib.mrml.slice_views import (
@@ -32,6 +40,7 @@ from InteractiveAdaptLib.mrml.slice_views import (
     slice_axis,
 )
 from InteractiveAdaptLib.mrml.volume import volume_array, volume_geometry
+from InteractiveAdaptLib.mrml.volume_clicks import Block, Bounds, VolumeWork, _session_index, require
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +58,7 @@ class ClickRecord:
     snapshot_time: int = 0  # the controller's write clock when the snapshot was taken
     applied: bool = False
     placed_at: float = 0.0  # time.perf_counter() when the point arrived: the user's wait starts there
+    saved: list[Block] = field(default_factory=list)  # 3D mode: the segment where this click wrote
 
     @property
     def slice_key(self) -> SliceKey:
@@ -56,14 +66,21 @@ class ClickRecord:
         return self.click.slice_key
 
 
-def _session_index(clicks: list[Click], click: Click) -> int | None:
-    for n in range(len(clicks) - 1, -1, -1):
-        if clicks[n] is click:
-            return n
-    for n in range(len(clicks) - 1, -1, -1):
-        if clicks[n] == click:
-            return n
-    return None
+def painted_slices(
+    current: np.ndarray, reference: np.ndarray, skip: set[SliceKey], limit: int = MAX_PAINTED_SLICES
+) -> dict[SliceKey, np.ndarray]:
+    """The slices where `current` differs from `reference` (the user painted them), outside `skip`, in
+    the orientation painted in (the one whose fewest slices hold all the painting), at most `limit`
+    evenly spread, each with its mask in `current`."""
+    painted = current != reference
+    for axis, index in skip:
+        np.moveaxis(painted, axis, 0)[index] = False
+    touched = [np.flatnonzero(np.moveaxis(painted, a, 0).any(axis=(1, 2))) for a in range(3)]
+    axis = min(range(3), key=lambda a: len(touched[a]))
+    indices = touched[axis]
+    if len(indices) > limit:
+        indices = indices[np.linspace(0, len(indices) - 1, limit).round().astype(int)]
+    return {(axis, int(n)): np.take(current, int(n), axis).astype(np.uint8) for n in indices}
 
 
 ErrorCallback = Callable[[BaseException, str], None]
@@ -75,9 +92,16 @@ class ClickController(slicer.util.VTKObservationMixin):
 
     Session calls run through `executor` (the worker thread, or InlineExecutor); their results are
     applied to the scene in the callbacks, on the thread that polls the executor (Slicer's main thread).
-    Deleting the last point undoes that click (its slice goes back exactly to what it was before the
-    click); deleting an earlier point re-predicts that slice without it. Slices of different axes cross
-    along a line: a restore leaves that line as the other slice's newer prediction wrote it.
+    Deleting the last point undoes that click: the segment goes back exactly to what it was before the
+    click.
+
+    3D mode (`volume=True`): `fill_3d` switches the propagation beyond the clicked slices on or off
+    (interpolation between clicked slices stays), `bounds` (first, last slice of the K axis, None for
+    no bound) limits it; both apply from the next click. Deleting an earlier point undoes the clicks
+    back to it and places the later ones again (their slices are predicted, filled and learned again).
+
+    2D mode: deleting an earlier point re-predicts that slice without it. Slices of different axes
+    cross along a line: a restore leaves that line as the other slice's newer prediction wrote it.
     """
 
     def __init__(
@@ -93,8 +117,18 @@ class ClickController(slicer.util.VTKObservationMixin):
         on_error: ErrorCallback | None = None,
         on_status: StatusCallback | None = None,
         resolve_slice_node: Callable[[Any], Any] | None = None,
+        volume: bool = True,
+        interpolate: Callable[[np.ndarray, int], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
+        self.volume_mode = volume
+        self.fill_3d = True  # 3D mode: propagate beyond the clicked slices (from the next click on)
+        self.bounds: Bounds = (None, None)  # 3D mode: slices of the K axis the filling stays within
+        self.confirmed: list[int] = []  # 3D mode: the clicked slices of the K axis, as the case says
+        self._interpolate = interpolate  # None: ITK's contour interpolation (Slicer's Fill between slices)
+        self._work: VolumeWork | None = None  # the worker's 3D case: touched on the worker only
+        self._applied: list[ClickRecord] = []  # 3D mode: clicks whose blocks are in the segment, in order
+        self._expected: np.ndarray | None = None  # 3D mode: the segment as the controller left it
         self.session = session
         self.executor = executor
         self.volume_node = volume_node
@@ -136,8 +170,9 @@ class ClickController(slicer.util.VTKObservationMixin):
         # The segment as the case found it: what the user paints from now on, outside the clicked
         # slices, is found against it when the case is finished.
         self._start_segment = read_segment(self.segmentation_node, self.segment_id, self.geometry)
+        self._expected = self._start_segment.copy() if self.volume_mode else None
         self.executor.submit(
-            self.session.start_case,
+            self._start_session,
             volume,
             self.geometry.spacing_kji,
             self.profile,
@@ -145,6 +180,13 @@ class ClickController(slicer.util.VTKObservationMixin):
             description="Preparing the image",
             on_done=self._on_started,
         )
+
+    def _start_session(self, volume: np.ndarray, spacing_kji: tuple, profile: str) -> None:
+        """Worker thread: open the session's case (and in 3D mode its 3D mask)."""
+        self._work = None
+        self.session.start_case(volume, spacing_kji, profile)
+        if self.volume_mode:
+            self._work = VolumeWork(self.session, self._interpolate)
 
     def undo_last(self) -> bool:
         """Delete the newest point (which undoes its click); False if there is none."""
@@ -157,6 +199,8 @@ class ClickController(slicer.util.VTKObservationMixin):
     def reset_case(self) -> None:
         """Forget every click of the case and put each touched slice back as it was before the case."""
         self.executor.cancel(owner=self)  # this case's jobs only: a queued export or rollback goes on
+        for record in reversed(self._applied):  # 3D: newest first, each back to what it found
+            self._restore_blocks(record)
         # newest first, so that where slices cross, the oldest (pre-case) content is written last
         for key, (content, _) in sorted(self._base.items(), key=lambda item: -item[1][1]):
             self._write(*key, content)
@@ -169,6 +213,8 @@ class ClickController(slicer.util.VTKObservationMixin):
         """Worker thread: reset the session's case, unless its start was cancelled."""
         if self.session.case_open:
             self.session.reset_case()
+            if self.volume_mode:
+                self._work = VolumeWork(self.session, self._interpolate)
 
     def accepted_masks(self) -> dict[SliceKey, np.ndarray]:
         """Each clicked slice as it is in the segment now (Segment Editor corrections included), and the
@@ -182,42 +228,59 @@ class ClickController(slicer.util.VTKObservationMixin):
         if self._start_segment is None:
             return accepted
         current = read_segment(self.segmentation_node, self.segment_id, self.geometry)
-        painted = current != self._start_segment
-        for axis, index in keys:  # the controller's own writes are not painting
-            np.moveaxis(painted, axis, 0)[index] = False
-        # The orientation the user painted in: the one whose fewest slices hold all the painting.
-        touched = [np.flatnonzero(np.moveaxis(painted, a, 0).any(axis=(1, 2))) for a in range(3)]
-        axis = min(range(3), key=lambda a: len(touched[a]))
-        indices = touched[axis]
-        if len(indices) > MAX_PAINTED_SLICES:
-            indices = indices[np.linspace(0, len(indices) - 1, MAX_PAINTED_SLICES).round().astype(int)]
-        for index in indices:
-            accepted[(axis, int(index))] = np.take(current, int(index), axis).astype(np.uint8)
+        # the controller's own writes are not painting
+        accepted.update(painted_slices(current, self._start_segment, set(keys)))
         return accepted
 
     def finish_case(self, learn: bool = True, on_done: Callable[[Any], None] | None = None) -> None:
-        """Accept the case: post-interaction learning on the clicked (and painted) slices as they are in
-        the segment now."""
+        """Accept the case: post-interaction learning on the segment as it is now (Segment Editor
+        corrections included). 3D mode: the clicked slices, then slices of the 3D result the engine picks
+        (VolumeCase.accepted_slices), then slices the user painted; 2D mode: the clicked and painted
+        slices."""
+        final = expected = None
         try:
-            accepted = self.accepted_masks()
+            if self.volume_mode:  # the slices are picked on the worker, where the case is
+                accepted, expected = {}, self._expected
+                final = (
+                    read_segment(self.segmentation_node, self.segment_id, self.geometry) if learn else None
+                )
+            else:
+                accepted = self.accepted_masks()
         except CaseStateError:
             if learn:
                 raise
             accepted = {}  # the segment is gone (e.g. the scene is closing): just end the case
         self._clear_points()
-        self._started, self._start_segment = False, None
+        self._started, self._start_segment, self._expected = False, None, None
         self.executor.submit(
             self._finish_session,
             accepted or None,
             learn,
+            final,
+            expected,
             owner=self,
             description="Learning from the finished case" if learn else "Finishing the case",
             on_done=on_done or self._on_simple,
             pass_cancel_event=True,
         )
 
-    def _finish_session(self, accepted: dict | None, learn: bool, cancel_event: Any) -> Any:
-        """Worker thread: finish the case; the Cancel button stops its learning between steps."""
+    def _finish_session(
+        self,
+        accepted: dict | None,
+        learn: bool,
+        final: np.ndarray | None,
+        expected: np.ndarray | None,
+        cancel_event: Any,
+    ) -> Any:
+        """Worker thread: finish the case (3D mode: pick the slices to learn from the segment `final`);
+        the Cancel button stops its learning between steps."""
+        if final is not None and self._work is not None and self.session.case_open:
+            accepted = self._work.accepted(final)
+            if expected is not None:  # what the user painted, where the controller did not write it
+                painted = painted_slices(final, expected, set(accepted))
+                accepted.update({key: mask for key, mask in painted.items() if key not in accepted})
+            accepted = accepted or None
+        self._work = None
         return self.session.finish_case(accepted, learn=learn, should_stop=cancel_event.is_set)
 
     def cleanup(self) -> None:
@@ -264,13 +327,25 @@ class ClickController(slicer.util.VTKObservationMixin):
         if not self._started:
             self.start_case()
         kind = "positive" if positive else "negative"
-        self.executor.submit(
-            self.session.add_click,
-            click,
-            owner=self,
-            description=f"Segmenting ({kind} click)",
-            on_done=functools.partial(self._on_prediction, record),
-        )
+        if self.volume_mode:
+            self.executor.submit(
+                self._click_volume,
+                click,
+                self.fill_3d,
+                self.bounds,
+                owner=self,
+                description=f"Segmenting ({kind} click)"
+                + (" and filling the structure in 3D" if self.fill_3d else ""),
+                on_done=functools.partial(self._on_volume_prediction, record),
+            )
+        else:
+            self.executor.submit(
+                self.session.add_click,
+                click,
+                owner=self,
+                description=f"Segmenting ({kind} click)",
+                on_done=functools.partial(self._on_prediction, record),
+            )
         # Show first, learn after: the MI step runs before the next click is processed.
         self.executor.submit(
             self.session.learn_pending,
@@ -323,7 +398,111 @@ class ClickController(slicer.util.VTKObservationMixin):
         if result.error is not None:
             self._on_error(result.error, result.traceback)
 
+    # ------------------------------------------------------------ 3D mode
+
+    def _click_volume(self, click: Click, fill: bool, bounds: Bounds) -> Any:
+        """Worker thread: the click through the case's 3D mask."""
+        return require(self._work).click(click, fill, bounds)
+
+    def _on_volume_prediction(self, record: ClickRecord, result: Any) -> None:
+        if record not in self.records:
+            return  # the point was deleted before its result arrived (its undo is queued)
+        if not result.ok:
+            self.records.remove(record)
+            self._remove_point(record.node, record.point_id)
+            if result.error is not None:
+                self._on_error(result.error, result.traceback)
+            return
+        update = result.value
+        try:
+            self._write_blocks(record, update.blocks)
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+            return
+        self.confirmed = list(update.confirmed)
+        self.last_wait_ms = (time.perf_counter() - record.placed_at) * 1000
+        filled = f"{update.filled} slice{'s' if update.filled != 1 else ''} filled"
+        self._on_status(f"Segmented in {self.last_wait_ms:.0f} ms ({filled}; {len(self.records)} clicks).")
+
+    def _drop_volume(self, click: Click, fill: bool, bounds: Bounds) -> Any:
+        """Worker thread: take the click out of the case (the later clicks are placed again)."""
+        return require(self._work).remove(click, fill, bounds)
+
+    def _on_volume_dropped(self, record: ClickRecord, later: list[ClickRecord], result: Any) -> None:
+        if result.error is not None:
+            self._on_error(result.error, result.traceback)
+            return
+        if not result.ok:
+            return  # cancelled (the case was reset or closed): the reset put the segment back
+        kind, redone, confirmed = result.value
+        try:
+            for done in reversed(later if kind == "redo" else []):
+                self._restore_blocks(done)
+            self._restore_blocks(record)
+            for update in redone:
+                again = next((r for r in later if r.click is update.click), None)
+                if again is not None:
+                    self._write_blocks(again, update.blocks)
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+        self.confirmed = list(confirmed)
+        if kind == "redo":
+            self._on_status(
+                f"Removed a click; the {len(redone)} later click{'s were' if len(redone) != 1 else ' was'} "
+                f"placed again ({len(self.records)} left)."
+            )
+        else:
+            self._on_status(f"Undone a click ({len(self.records)} left).")
+
+    def _write_blocks(self, record: ClickRecord, blocks: list[Block]) -> None:
+        """Write a click's blocks, keeping what each replaced (for an exact undo)."""
+        for block in blocks:
+            count = block.data.shape[block.axis]
+            saved = read_block(
+                self.segmentation_node, self.segment_id, self.geometry, block.axis, block.first, count
+            )
+            record.saved.append(Block(block.axis, block.first, saved))
+            self._write_block(block)
+        record.applied = True
+        if record not in self._applied:
+            self._applied.append(record)
+
+    def _restore_blocks(self, record: ClickRecord) -> None:
+        """Put back what a click's blocks replaced, newest first: the segment as the click found it."""
+        for block in reversed(record.saved):
+            self._write_block(block)
+        record.saved, record.applied = [], False
+        if record in self._applied:
+            self._applied.remove(record)
+
+    def _write_block(self, block: Block) -> None:
+        write_block(
+            self.segmentation_node, self.segment_id, self.geometry, block.axis, block.first, block.data
+        )
+        if self._expected is not None:
+            count = block.data.shape[block.axis]
+            np.moveaxis(self._expected, block.axis, 0)[block.first : block.first + count] = np.moveaxis(
+                block.data > 0, block.axis, 0
+            )
+
+    # ------------------------------------------------------------ removing clicks
+
     def _drop(self, record: ClickRecord) -> None:
+        if self.volume_mode:
+            later = self.records[self.records.index(record) + 1 :]
+            self.records.remove(record)
+            self.executor.submit(
+                self._drop_volume,
+                record.click,
+                self.fill_3d,
+                self.bounds,
+                owner=self,
+                description="Undoing the click"
+                if not later
+                else "Removing the click; placing the later clicks again",
+                on_done=functools.partial(self._on_volume_dropped, record, later),
+            )
+            return
         was_last = record is self.records[-1]
         later_same_slice = [
             r for r in self.records[self.records.index(record) + 1 :] if r.slice_key == record.slice_key
@@ -418,3 +597,5 @@ class ClickController(slicer.util.VTKObservationMixin):
         self.records.clear()
         self._base.clear()
         self._last_write.clear()
+        self._applied.clear()
+        self.confirmed = []

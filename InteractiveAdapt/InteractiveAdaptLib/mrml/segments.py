@@ -1,5 +1,6 @@
-"""Segments: create what is missing, the learning profile from name or terminology, and one slice of a
-segment's binary labelmap read and written in the volume's geometry."""
+"""Segments: create what is missing, the learning profile from name or terminology, and slices of a
+segment's binary labelmap (one, or a block of neighbours at once) read and written in the volume's
+geometry."""
 
 from __future__ import annotations
 
@@ -138,6 +139,24 @@ def _read_extent(
     return (values == segment.GetLabelValue()).astype(np.uint8)
 
 
+def block_extent(geometry: VolumeGeometry, axis: int, first: int, count: int) -> tuple[int, ...]:
+    """VTK extent (i0, i1, j0, j1, k0, k1) of `count` slices of an array axis from slice `first` on."""
+    if count < 1 or not (0 <= first and first + count <= geometry.shape_kji[axis]):
+        raise InvalidClickError(
+            f"Slices {first}-{first + count - 1} are outside the image. Click inside the image."
+        )
+    extent = list(geometry.slice_extent(axis, first))
+    extent[2 * (2 - axis) + 1] = first + count - 1
+    return tuple(extent)
+
+
+def read_block(
+    segmentation_node: Any, segment_id: str, geometry: VolumeGeometry, axis: int, first: int, count: int
+) -> np.ndarray:
+    """Slices [first, first + count) of an array axis of a segment, as uint8 0/1 in (K, J, I) order."""
+    return _read_extent(segmentation_node, segment_id, geometry, block_extent(geometry, axis, first, count))
+
+
 def read_slice(
     segmentation_node: Any, segment_id: str, geometry: VolumeGeometry, axis: int, index: int
 ) -> np.ndarray:
@@ -161,15 +180,36 @@ def write_slice(
         raise ValueError(f"mask shape {mask.shape} does not match slice shape {geometry.slice_shape(axis)}")
     if not 0 <= index < geometry.shape_kji[axis]:
         raise InvalidClickError(f"Slice {index} is outside the image. Click inside the image.")
+    write_block(segmentation_node, segment_id, geometry, axis, index, np.expand_dims(np.asarray(mask), axis))
+
+
+def write_block(
+    segmentation_node: Any,
+    segment_id: str,
+    geometry: VolumeGeometry,
+    axis: int,
+    first: int,
+    block: np.ndarray,
+) -> None:
+    """Make slices [first, first + n) of an array axis of the segment equal to `block` ((K, J, I) order, n
+    along `axis`; nonzero = inside) in one write (the views update once, not once per slice); other
+    slices and segments keep theirs."""
+    segment_or_error(segmentation_node, segment_id)
+    block = np.asarray(block)
+    expected = list(geometry.shape_kji)
+    expected[axis] = block.shape[axis] if block.ndim == 3 else -1
+    if block.ndim != 3 or tuple(block.shape) != tuple(expected):
+        raise ValueError(
+            f"block shape {block.shape} does not match the volume {geometry.shape_kji} along {axis}"
+        )
+    extent = block_extent(geometry, axis, first, block.shape[axis])
     segmentation = segmentation_node.GetSegmentation()
     if len(segmentation.GetSegmentIDsForLayer(segmentation.GetLayerIndex(segment_id))) > 1:
         # MIN/MAX below compare raw voxel values, so the segment needs a layer of its own.
         segmentation.SeparateSegmentLabelmap(segment_id)
     label = segmentation.GetSegment(segment_id).GetLabelValue()
-    extent = geometry.slice_extent(axis, index)
-    values = np.expand_dims((np.asarray(mask) > 0).astype(np.uint8) * np.uint8(label), axis)
-    image = _oriented_image(geometry, extent, values)
-    # MIN clears what the mask leaves out, MAX adds what it holds; both act only inside `extent`.
+    image = _oriented_image(geometry, extent, (block > 0).astype(np.uint8) * np.uint8(label))
+    # MIN clears what the block leaves out, MAX adds what it holds; both act only inside `extent`.
     for mode in (_SegLogic.MODE_MERGE_MIN, _SegLogic.MODE_MERGE_MAX):
         if not _SegLogic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, mode, extent):
             raise CaseStateError(

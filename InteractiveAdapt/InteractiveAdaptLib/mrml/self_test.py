@@ -48,7 +48,8 @@ def run_self_test(
     drain: Callable[[], bool],
     say: Callable[[str], None] = print,
 ) -> None:
-    """Patient -> structure -> (with PyTorch) a click segments its slice -> Finish saves a site version.
+    """Patient -> structure -> (with PyTorch) a click segments its slice and fills the ball in 3D ->
+    Finish saves a site version.
 
     Raises AssertionError with what went wrong."""
     questions: list[str] = []
@@ -72,7 +73,7 @@ def run_self_test(
     if not learning:
         say(SKIPPED_LEARNING)
         return
-    say("A positive point in the slice view segments that slice")
+    say("A positive point in the slice view segments that slice and fills the ball in 3D")
     workflow.prepare_case()
     view = slice_nodes(scene)[0]
     view.JumpSliceByOffsetting(*BALL_CENTRE_RAS)
@@ -81,6 +82,10 @@ def run_self_test(
     assert not errors, errors
     segment = read_segment(workflow.segmentation, workflow.segment_id, volume_geometry(volume))
     assert segment.sum() > 0, f"nothing was segmented ({status[-1:]})"
+    filled = np.flatnonzero(segment.any(axis=(1, 2)))
+    assert len(filled) > 1, (
+        f"only slice {filled} was segmented: the ball was not filled in 3D ({status[-1:]})"
+    )
     say("Finish case learns and saves a site version")
     workflow.finish(learn=True)
     assert drain(), "learning from the case did not end in time"

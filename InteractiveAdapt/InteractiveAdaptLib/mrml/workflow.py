@@ -2,7 +2,8 @@
 structures named by the user (each name picks a learning profile), and no clicks dropped without asking.
 
 The module wires its widgets to these methods and shows what they report; the tests drive the same
-methods on a real scene with real mouse clicks. Questions go through `ask` (a Yes/No dialog in Slicer),
+methods on a real scene with real mouse clicks. Each click fills the structure in 3D along the volume's
+K axis (switch and slice range below); the panel lists the clicked slices of that axis. Questions go through `ask` (a Yes/No dialog in Slicer),
 short news through `on_status` (the status line), and unexpected failures through `on_error`.
 """
 
@@ -23,7 +24,7 @@ from InteractiveAdaptLib.mrml.segments import (
     segmentation_of,
 )
 from InteractiveAdaptLib.mrml.slice_views import align_slice_views, slice_nodes
-from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name
+from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name, volume_geometry
 
 # Offered in the structure name box; any other name can be typed. A side in the name ("(L)", "left")
 # shares the profile of the structure.
@@ -71,6 +72,8 @@ class Workflow:
         self.negative: Any = None
         self.placer = PointPlacer()
         self._preloading = False
+        self.fill_3d = True  # propagate each click's result beyond the clicked slices
+        self.slice_range: tuple[int | None, int | None] = (None, None)  # K slices it stays within
 
     # ------------------------------------------------------------ patient
 
@@ -233,7 +236,60 @@ class Workflow:
         self.cases.prepare(
             self.scene, self.settings, nodes, on_error=self._case_error, on_status=on_status or self._status
         )
+        self._apply_fill()
         return nodes
+
+    # ------------------------------------------------------------ filling in 3D
+
+    def set_fill(self, fill_3d: bool, first: int | None = None, last: int | None = None) -> None:
+        """Fill the structure in 3D from the next click on: with `fill_3d`, each click's result is carried
+        to the slices beyond it until the structure ends; off, a click fills only the slices between it
+        and the clicked slices next to it. `first`/`last`: the slices (of the volume's K axis) the
+        filling stays within; None or 0 (the panel's "none") sets no bound."""
+        first, last = (int(n) if n else None for n in (first, last))
+        if first is not None and last is not None and first > last:
+            raise CaseStateError(
+                f"The slice range {first} to {last} is empty. Choose a 'from' slice below the 'to' slice."
+            )
+        slices = volume_geometry(self.volume).shape_kji[0] if self.volume is not None else None
+        if slices is not None and first is not None and first >= slices:
+            raise CaseStateError(
+                f"This image has slices 0 to {slices - 1}. Choose a 'from' slice among them."
+            )
+        self.fill_3d, self.slice_range = bool(fill_3d), (first, last)
+        self._apply_fill()
+        if not self.fill_3d:
+            how = "3D filling is off: a click segments its own slice (the slices between two clicked slices are still filled)"
+        else:
+            how = "Each click fills the structure in 3D"
+        if first is not None and last is not None:
+            within = f", within slices {first} to {last}"
+        elif first is not None or last is not None:
+            within = f", from slice {first} on" if first is not None else f", up to slice {last}"
+        else:
+            within = ""
+        self._status(f"{how}{within} (from the next click).")
+
+    def confirmed_slices(self) -> list[int]:
+        """The slices of the volume's K axis clicked in the open case, in order."""
+        controller = self.cases.controller
+        if controller is None:
+            return []
+        if controller.volume_mode:
+            return list(controller.confirmed)
+        return sorted({r.click.index for r in controller.records if r.click.axis == 0})
+
+    def clicked_slices_text(self) -> str:
+        """The clicked slices for the panel, e.g. 'Clicked slices: 42, 50, 61'."""
+        slices = self.confirmed_slices()
+        if not slices:
+            return "Clicked slices: none yet."
+        return "Clicked slices: " + ", ".join(str(n) for n in slices)
+
+    def _apply_fill(self) -> None:
+        controller = self.cases.controller
+        if controller is not None:
+            controller.fill_3d, controller.bounds = self.fill_3d, self.slice_range
 
     def start_placing(self, positive: bool, views: list[tuple[Any, Any]]) -> None:
         """Each left click in `views` ((slice node, interactor) pairs) becomes a positive or negative

@@ -1,0 +1,246 @@
+"""The click controller's 3D mode (mrml/click_controller.py, the default) on a real MRML scene with real
+MRI volumes (Colin27) in non-trivial geometries, driving the threshold test double through the engine's
+VolumeCase (the double offers what VolumeCase uses of a session; its clicks mark disks here): a click fills the structure along the
+K axis in one block write, undo puts the segment back bit for bit, deleting an earlier point places the
+later clicks again, reset, the 3D switch and slice range, what Finish learns from, and the worker thread.
+The same with the shipped network and real mouse clicks: test_thalamus_in_3d.py."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import slicer
+import vtk
+from conftest import add_slice_node, voxel_ras
+from threshold_session_double import ThresholdSessionDouble
+
+from InteractiveAdaptLib import mrml
+from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
+from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
+from InteractiveAdaptLib.mrml.contour_interpolation import contour_interpolation
+
+
+class RecordingExecutor(InlineExecutor):
+    """Runs jobs at once and keeps their descriptions (what the progress bar shows)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.descriptions: list[str] = []
+
+    def submit(self, fn, *args, description: str = "", **kwargs):
+        self.descriptions.append(description)
+        return super().submit(fn, *args, description=description, **kwargs)
+
+
+class Harness:
+    """A 3D-mode controller on a real scene with the threshold double; clicks on slices of the K axis
+    go through the view that holds K fixed in this geometry."""
+
+    def __init__(self, mri, make_segmentation, executor=None):
+        self.mri = mri
+        self.geometry = mrml.volume_geometry(mri.volume)
+        self.seg, (self.segment_id,) = make_segmentation("target")
+        self.positive, self.negative = mrml.create_click_nodes(mri.scene)
+        self.session = ThresholdSessionDouble(disk=True)
+        self.errors: list[BaseException] = []
+        self.status: list[str] = []
+        self.views = {v: add_slice_node(mri.scene, v, v) for v in ("Axial", "Coronal", "Sagittal")}
+        self.k_view = next(v for v, axis in mri.spec.view_axis.items() if axis == 0)
+        self.executor = executor or RecordingExecutor()
+        self.controller = mrml.ClickController(
+            self.session,
+            self.executor,
+            mri.volume,
+            self.seg,
+            self.segment_id,
+            self.positive,
+            self.negative,
+            on_error=lambda error, tb: self.errors.append(error),
+            on_status=self.status.append,
+        )
+
+    def click(self, kji, positive: bool = True, view: str | None = None) -> None:
+        """Place a point on the voxel (k, j, i) through a view (default: the one holding K fixed)."""
+        ras = voxel_ras(self.mri.spec, kji)
+        self.views[view or self.k_view].JumpSliceByOffsetting(*ras)
+        (self.positive if positive else self.negative).AddControlPointWorld(vtk.vtkVector3d(*ras))
+
+    def full(self) -> np.ndarray:
+        return mrml.read_segment(self.seg, self.segment_id, self.geometry)
+
+    def engine_mask(self, clicks, config: PropagationConfig | None = None) -> np.ndarray:
+        """What the engine's VolumeCase alone makes of these clicks on a fresh double (the reference)."""
+        reference = ThresholdSessionDouble(disk=True)
+        reference.start_case(mrml.volume_array(self.mri.volume), self.geometry.spacing_kji, "target")
+        case = VolumeCase(reference, 0, contour_interpolation, config)
+        for click in clicks:
+            case.click(click)
+        return case.mask.astype(np.uint8)
+
+
+@pytest.fixture
+def harness(mri_scene, make_segmentation):
+    """harness(executor=None): a Harness on the scene of this test."""
+    return lambda executor=None: Harness(mri_scene, make_segmentation, executor)
+
+
+def k_slices(mask: np.ndarray) -> list[int]:
+    return [int(n) for n in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))]
+
+
+# A voxel (k, j, i) of each geometry's array inside a region the double fills over several K slices.
+SEED = {"lps": (7, 11, 29), "permuted": (29, 7, 11)}
+
+
+def test_a_click_fills_the_structure_in_one_block_write_and_says_so(harness, mri_scene):
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    events = []
+    segmentation = h.seg.GetSegmentation()
+    tag = segmentation.AddObserver(
+        slicer.vtkSegmentation.SourceRepresentationModified, lambda caller, event: events.append(event)
+    )
+    h.click(seed)
+    segmentation.RemoveObserver(tag)
+    assert not h.errors, h.errors
+    shown = h.full()
+    np.testing.assert_array_equal(shown, h.engine_mask(h.session.clicks))  # the engine's 3D mask
+    filled = k_slices(shown)
+    assert len(filled) >= 3 and seed[0] in filled
+    assert len(events) <= 2  # one block write (clear, then add), not one per slice
+    assert h.controller.confirmed == [seed[0]]
+    assert h.status[-1].startswith("Segmented in ")
+    assert f"({len(filled) - 1} slices filled; 1 clicks)." in h.status[-1]
+    assert "Segmenting (positive click) and filling the structure in 3D" in h.executor.descriptions
+
+
+def test_undo_puts_back_the_segment_exactly_including_painting_the_filling_covered(harness, mri_scene, blob):
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    k, shape = seed[0], h.geometry.shape_kji
+    for n in (k - 2, k + 1, shape[0] - 1):  # painted with the Segment Editor, where the filling reaches
+        mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, n, blob(h.geometry.slice_shape(0), n))
+    before_case = h.full()
+    h.click(seed)
+    after_first = h.full()
+    assert not np.array_equal(after_first, before_case)
+    h.click((seed[0], seed[1] + 1, seed[2] - 2), positive=False)  # a correction on the same slice
+    after_second = h.full()
+    other = next(v for v, axis in mri_scene.spec.view_axis.items() if axis == 1)
+    h.click(seed, view=other)  # a slice of another orientation
+    assert len(h.session.clicks) == 3 and not h.errors
+    assert not np.array_equal(h.full(), after_second)
+    for expected in (after_second, after_first, before_case):
+        assert h.controller.undo_last()
+        np.testing.assert_array_equal(h.full(), expected)
+    assert not h.controller.undo_last() and h.session.clicks == [] and h.controller.confirmed == []
+    assert h.status[-1] == "Undone a click (0 left)." and not h.errors
+
+
+def test_deleting_an_earlier_point_places_the_later_clicks_again(harness, mri_scene):
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    before_case = h.full()
+    low = (seed[0] - 3, seed[1], seed[2])
+    h.click(seed)
+    h.click(low)
+    h.click((seed[0] + 4, seed[1], seed[2]))
+    first, *later = h.session.clicks
+    h.positive.RemoveNthControlPoint(0)  # not the newest point
+    assert h.session.clicks == later and not h.errors
+    # exactly what the two remaining clicks make on their own (the double does not learn)
+    np.testing.assert_array_equal(h.full(), h.engine_mask(later))
+    assert h.controller.confirmed == sorted(c.index for c in later)
+    assert h.status[-1] == "Removed a click; the 2 later clicks were placed again (2 left)."
+    assert "Removing the click; placing the later clicks again" in h.executor.descriptions
+    # and the clicks placed again undo exactly, back to the segment before the case
+    assert h.controller.undo_last() and h.controller.undo_last()
+    np.testing.assert_array_equal(h.full(), before_case)
+    assert h.session.clicks == [] and not h.errors
+
+
+def test_reset_puts_back_every_slice_the_case_filled(harness, mri_scene, blob):
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, seed[0] + 1, blob(h.geometry.slice_shape(0), 3))
+    before_case = h.full()
+    h.click(seed)
+    h.click((seed[0] + 4, seed[1], seed[2]))
+    h.positive.RemoveNthControlPoint(0)
+    h.click(seed, positive=False)
+    h.controller.reset_case()
+    np.testing.assert_array_equal(h.full(), before_case)
+    assert h.session.calls[-1][0] == "reset_case" and h.controller.confirmed == []
+    h.click(seed)  # the case goes on with a new 3D mask
+    assert h.controller.confirmed == [seed[0]] and len(h.session.clicks) == 1
+    shown = h.full()
+    np.testing.assert_array_equal(shown[seed[0]], h.engine_mask(h.session.clicks)[seed[0]])
+    assert not h.errors
+
+
+def test_filling_off_and_the_slice_range_apply_from_the_next_click(harness, mri_scene):
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    k = seed[0]
+    h.controller.fill_3d = False
+    h.click(seed)
+    assert k_slices(h.full()) == [k]  # only the clicked slice
+    assert "Segmenting (positive click)" in h.executor.descriptions
+    h.controller.undo_last()
+    h.controller.fill_3d, h.controller.bounds = True, (k - 1, k + 1)
+    h.click(seed)
+    assert k_slices(h.full()) == [k - 1, k, k + 1]  # filled, but only within the range
+    h.controller.bounds = (None, None)
+    h.click((k + 3, seed[1], seed[2]))  # beyond the old range: filled up to it and on beyond it
+    assert max(k_slices(h.full())) > k + 3 and not h.errors
+
+
+def test_finish_learns_the_clicked_filled_and_painted_slices_as_the_segment_holds_them(harness, mri_scene):
+    """The engine picks the clicked slice and filled slices up to its budget (16); slices the user
+    painted come on top, so none is left out."""
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    h.click(seed)
+    filled = k_slices(h.full())
+    corrected = mrml.read_slice(h.seg, h.segment_id, h.geometry, 0, filled[0])
+    corrected[:2, :] = 1  # a Segment Editor correction on a filled slice
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, filled[0], corrected)
+    free = [n for n in range(h.geometry.shape_kji[0]) if n not in filled]
+    painted = free[: 20 - len(filled)]  # 20 non-empty slices in all: more than the engine's budget
+    square = np.zeros(h.geometry.slice_shape(0), np.uint8)
+    square[1:4, 2:10] = 1
+    for n in painted:
+        mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, n, square)
+    final = h.full()
+    h.controller.finish_case(learn=True)
+    ((accepted, learn),) = h.session.finished
+    assert learn and list(accepted)[0] == (0, seed[0])  # the clicked slice first
+    assert {(0, n) for n in painted} | {(0, filled[0])} <= set(accepted) <= {(0, n) for n in k_slices(final)}
+    assert len(accepted) > PropagationConfig().max_slices_learned
+    for (axis, index), mask in accepted.items():
+        np.testing.assert_array_equal(np.asarray(mask) > 0, np.take(final, index, axis) > 0)
+    assert h.controller.records == [] and h.controller.confirmed == []
+
+
+def test_the_worker_runs_the_3d_case_and_the_scene_changes_on_poll(harness, mri_scene):
+    worker = Worker()
+    try:
+        h = harness(executor=worker)
+        seed = SEED[mri_scene.spec.name]
+        before = h.full()
+        h.click(seed)
+        h.click((seed[0] - 3, seed[1], seed[2]))
+        assert worker.drain(30) and not h.errors
+        shown = h.full()
+        np.testing.assert_array_equal(shown, h.engine_mask(h.session.clicks))
+        main = threading.current_thread().name
+        assert {thread for name, thread in h.session.calls} == {worker._thread.name}
+        assert main != worker._thread.name
+        h.controller.undo_last()
+        h.controller.undo_last()
+        assert worker.drain(30) and not h.errors
+        np.testing.assert_array_equal(h.full(), before)
+    finally:
+        worker.shutdown(timeout=10)
