@@ -198,7 +198,7 @@ def test_filling_off_and_the_slice_range_apply_from_the_next_click(harness, mri_
 
 
 def test_finish_learns_the_clicked_filled_and_painted_slices_as_the_segment_holds_them(harness, mri_scene):
-    """The engine picks the clicked slice and filled slices up to its budget (16); slices the user
+    """The engine picks the clicked slice and filled slices up to its budget; slices the user
     painted come on top, so none is left out."""
     h = harness()
     seed = SEED[mri_scene.spec.name]
@@ -210,7 +210,7 @@ def test_finish_learns_the_clicked_filled_and_painted_slices_as_the_segment_hold
     free = [n for n in range(h.geometry.shape_kji[0]) if n not in filled]
     painted = free[: 20 - len(filled)]  # 20 non-empty slices in all: more than the engine's budget
     square = np.zeros(h.geometry.slice_shape(0), np.uint8)
-    square[1:4, 2:10] = 1
+    square[1:16, 2:20] = 1  # wider and taller than the 11 painted slices: painted in K, as it was
     for n in painted:
         mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, n, square)
     final = h.full()

@@ -48,7 +48,9 @@ class PropagationConfig:
     # at 1.0, 0.59 at 1.2 or 1.3 and with no limit); the MNI152 structures were not used to choose.
     max_area_ratio: float = 1.1
     interpolate_between: bool = True  # fill between two confirmed slices by interpolation if possible
-    max_slices_learned: int = 16  # slices of the accepted 3D mask that PI learns from (time budget)
+    # Slices of the accepted 3D mask that PI learns from: PI takes about 0.12 s a slice with the default
+    # network on 2 cores (benchmarks/results/speed.json), so 12 keep Finish within the 2 s budget.
+    max_slices_learned: int = 12
 
 
 @dataclass
