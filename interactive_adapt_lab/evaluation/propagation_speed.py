@@ -24,7 +24,9 @@ from InteractiveAdaptLib.interaction import Click
 
 SLICES = 60
 # Every slice is filled: no area, intensity or extent stop (their checks are still computed).
-THROUGH = PropagationConfig(min_area_ratio=0.0, intensity_fraction=0.0, extent=100.0)
+THROUGH = PropagationConfig(
+    min_area_ratio=0.0, max_area_ratio=float("inf"), intensity_fraction=0.0, extent=100.0
+)
 
 
 def measure(repeats: int) -> dict:
