@@ -87,7 +87,8 @@ def speed_table() -> str:
 
 
 SLICER_LOOP_ROWS = {
-    "click_to_mask_ms": ("click to mask in the segment", "p95 <= 100 ms"),
+    "click_to_mask_ms": ("click to mask on its slice in the segment", "p95 <= 100 ms"),
+    "click_to_filled_ms": ("click to the structure filled in 3D", ""),
     "click_stall_ms": ("GUI's longest stall, a click incl. its MI step", "<= 150 ms"),
     "finish_stall_ms": ("GUI's longest stall, Finish case", "<= 150 ms"),
 }

@@ -218,3 +218,20 @@ def test_a_negative_click_on_a_propagated_slice_corrects_it_instead_of_emptying_
     # The propagation's own click stays with the user's: a lone negative click would give nothing.
     assert case.mask[target].sum() > 0.5 * shown.sum()
     assert target in case.confirmed_slices
+
+
+def test_the_clicked_slice_can_be_shown_before_the_filling_with_the_same_result(thalamus):
+    colin, truth = thalamus
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    at_once = open_case(colin)
+    at_once.click(centre_click(truth, middle))
+    in_two = open_case(colin)
+    update = in_two.click(centre_click(truth, middle), fill=False)
+    assert (update.first, update.last) == (middle, middle)
+    assert list(structure_slices(in_two.mask)) == [middle]  # only the clicked slice so far
+    in_two.fill_pending()
+    np.testing.assert_array_equal(in_two.mask, at_once.mask)
+    assert in_two.fill_pending().first > in_two.fill_pending().last  # nothing left to fill
+    in_two.click(centre_click(truth, middle + 3), fill=False)
+    in_two.undo()  # the pending filling goes with its click
+    np.testing.assert_array_equal(in_two.mask, at_once.mask)

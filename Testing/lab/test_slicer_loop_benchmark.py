@@ -28,7 +28,14 @@ def test_quick_run_writes_the_figures_and_the_report(tiny_model_dir, tmp_path):
     assert result["targets"] == {"click_to_mask_p95_ms": 100.0, "stall_ms": 150.0}
     r = result["results"]
     assert r["errors"] == [] and r["clicks"] == len(result["per_click"]) >= 2
-    for key in ("click_to_mask_ms", "click_stall_ms", "mi_step_ms", "finish_stall_ms", "finish_ms"):
+    for key in (
+        "click_to_mask_ms",
+        "click_to_filled_ms",
+        "click_stall_ms",
+        "mi_step_ms",
+        "finish_stall_ms",
+        "finish_ms",
+    ):
         assert set(r[key]) == STATS and r[key]["n"] >= 1, key
     assert r["first_click_ms"] > 0 and r["first_case_start_stall_ms"] > 0
     assert r["module_open"]["stall_ms"] > 0 and r["module_open"]["loading_s"] > 0
@@ -41,7 +48,7 @@ def test_quick_run_writes_the_figures_and_the_report(tiny_model_dir, tmp_path):
     assert set(result["meets_targets"]) == {"click_to_mask_p95", "stall"}
     assert "baseline_plain_poll" not in result  # --quick skips the slow baseline
     report = output.with_suffix(".md").read_text()
-    assert "| click to mask (after the first click) | " in report and result["command"] in report
+    assert "| click to mask on its slice (after the first click) | " in report and result["command"] in report
 
 
 def test_the_report_shows_the_baseline_when_there_is_one():
@@ -64,6 +71,7 @@ def test_the_report_shows_the_baseline_when_there_is_one():
         },
         "results": {
             "click_to_mask_ms": stats,
+            "click_to_filled_ms": stats,
             "click_stall_ms": stats,
             "finish_stall_ms": stats,
             "mi_step_ms": stats,

@@ -109,11 +109,13 @@ def test_a_click_fills_the_structure_in_one_block_write_and_says_so(harness, mri
     np.testing.assert_array_equal(shown, h.engine_mask(h.session.clicks))  # the engine's 3D mask
     filled = k_slices(shown)
     assert len(filled) >= 3 and seed[0] in filled
-    assert len(events) <= 2  # one block write (clear, then add), not one per slice
+    # Two block writes (each: clear, then add), not one per slice: the clicked slice, then the filling.
+    assert len(events) <= 4
     assert h.controller.confirmed == [seed[0]]
-    assert h.status[-1].startswith("Segmented in ")
-    assert f"({len(filled) - 1} slices filled; 1 clicks)." in h.status[-1]
-    assert "Segmenting (positive click) and filling the structure in 3D" in h.executor.descriptions
+    assert h.status[-2].startswith("Segmented in ") and h.status[-2].endswith("filling in 3D...")
+    assert f", {len(filled) - 1} slices filled in 3D by " in h.status[-1]
+    assert h.controller.last_fill_ms >= h.controller.last_wait_ms
+    assert {"Segmenting (positive click)", "Filling the structure in 3D"} <= set(h.executor.descriptions)
 
 
 def test_undo_puts_back_the_segment_exactly_including_painting_the_filling_covered(harness, mri_scene, blob):

@@ -136,7 +136,8 @@ def test_a_two_clicks_ten_slices_apart_give_one_connected_structure_between_them
     assert dice(segment, doctor.truth) > dice(clicked_only, doctor.truth) + 0.3
     assert doctor.workflow.confirmed_slices() == [low, high]
     assert doctor.workflow.clicked_slices_text() == f"Clicked slices: {low}, {high}"
-    assert doctor.status[-1].startswith("Segmented in ") and "slices filled; 2 clicks)." in doctor.status[-1]
+    assert doctor.status[-1].startswith("Segmented in ") and "slices filled in 3D by" in doctor.status[-1]
+    assert doctor.status[-1].endswith("(2 clicks).")
 
 
 def test_b_a_correction_on_the_middle_clicked_slice_changes_only_the_slices_between_its_neighbours(

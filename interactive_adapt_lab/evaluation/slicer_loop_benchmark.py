@@ -205,14 +205,19 @@ class _BenchmarkRun:
                 clicked_at, lambda click=click: self._mouse_click(controller, *click), "mouse click"
             )
             before = len(controller.records)
+            controller.last_fill_ms = None
             self._run_until(lambda n=before: len(controller.records) > n and controller.records[-1].applied)
+            wait_ms = controller.last_wait_ms
+            # The user looks at the structure once it is filled in 3D (the clicked slice comes first).
+            self._run_until(lambda: controller.last_fill_ms is not None)
             shown_at = time.perf_counter()
             records.append(
                 {
                     "case": case,
                     "slice": [axis, index],
                     "positive": bool(click[1]),
-                    "wait_ms": round(controller.last_wait_ms, 1),
+                    "wait_ms": round(wait_ms, 1),
+                    "fill_ms": round(controller.last_fill_ms, 1),
                     "clicked_at": clicked_at,
                 }
             )
@@ -357,6 +362,7 @@ def summarize(figures: RunFigures) -> dict:
         "clicks": len(waits),
         "first_click_ms": waits[0] if waits else None,
         "click_to_mask_ms": _stats(waits[1:]),
+        "click_to_filled_ms": _stats([c["fill_ms"] for c in figures.clicks][1:]),
         "click_stall_ms": _stats([c["stall_ms"] for c in figures.clicks]),
         "mi_step_ms": _stats(mi),
         "finish_stall_ms": _stats([f["stall_ms"] for f in figures.finishes]),
@@ -517,7 +523,12 @@ def report_markdown(result: dict) -> str:
         "",
         "| figure (ms) | n | p50 | p95 | max | target |",
         "|---|---|---|---|---|---|",
-        row("click to mask (after the first click)", r["click_to_mask_ms"], f"p95 <= {TARGET_P95_MS:.0f}"),
+        row(
+            "click to mask on its slice (after the first click)",
+            r["click_to_mask_ms"],
+            f"p95 <= {TARGET_P95_MS:.0f}",
+        ),
+        row("click to the structure filled in 3D", r["click_to_filled_ms"]),
         row(
             "GUI stall, click until the next one (incl. MI)", r["click_stall_ms"], f"<= {TARGET_STALL_MS:.0f}"
         ),

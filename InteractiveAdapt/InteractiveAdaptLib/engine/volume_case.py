@@ -97,6 +97,7 @@ class VolumeCase:
         self.other: dict[SliceKey, np.ndarray] = {}  # clicked slices of the other axes
         self.bounds = (0, self._own.shape[axis] - 1)
         self._history: list[_Entry] = []
+        self._pending: int | None = None  # a clicked slice whose filling has not run yet
 
     def set_bounds(self, first: int | None, last: int | None) -> None:
         """Propagate only within slices [first, last] of the axis (None: the volume's end)."""
@@ -128,8 +129,11 @@ class VolumeCase:
     def _slices(self) -> np.ndarray:
         return np.moveaxis(self._own, self.axis, 0)  # a view: writing it writes the result
 
-    def click(self, click: Click) -> VolumeUpdate:
-        """Predict the click's slice (session) and update the 3D mask around it."""
+    def click(self, click: Click, fill: bool = True) -> VolumeUpdate:
+        """Predict the click's slice (session) and update the 3D mask around it. With `fill` False only
+        the clicked slice changes now and `fill_pending` fills around it later (the module shows the
+        slice first); the next click or undo fills or drops what is pending."""
+        self.fill_pending()
         started = time.perf_counter()
         key = click.slice_key
         hints = self.pseudo.get(click.index, []) if click.axis == self.axis else []
@@ -153,8 +157,22 @@ class VolumeCase:
         self.confirmed[index] = prediction.mask > 0
         slices[index] = self.confirmed[index]
         self.pseudo.pop(index, None)
+        if not fill:
+            self._pending = index
+            return VolumeUpdate(index, index, (time.perf_counter() - started) * 1000)
         self._fill(index)
         return VolumeUpdate(first, last, (time.perf_counter() - started) * 1000)
+
+    def fill_pending(self) -> VolumeUpdate:
+        """Fill around the slice of the last `click(..., fill=False)`; an empty update (first > last)
+        when nothing is pending."""
+        if self._pending is None:
+            return VolumeUpdate(0, -1, 0.0)
+        started = time.perf_counter()
+        index, self._pending = self._pending, None
+        self._fill(index)
+        entry = self._history[-1]
+        return VolumeUpdate(entry.first, entry.last, (time.perf_counter() - started) * 1000)
 
     def undo(self) -> VolumeUpdate:
         """Undo the last click: the 3D mask as it was before it, bit for bit; the session undoes the
@@ -162,6 +180,7 @@ class VolumeCase:
         if not self._history:
             raise CaseStateError("There is no click to undo in this case.")
         self.session.undo()
+        self._pending = None  # the undone click's filling, if it had not run
         entry = self._history.pop()
         slices = self._slices()
         if entry.other is not None:

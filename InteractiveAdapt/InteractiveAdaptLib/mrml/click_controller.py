@@ -154,6 +154,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         self._start_segment: np.ndarray | None = None
         self._muted = 0
         self.last_wait_ms: float | None = None  # click to mask in the segment, for the newest click
+        self.last_fill_ms: float | None = None  # 3D mode: click to the filled structure in the segment
         for node, positive in ((positive_node, True), (negative_node, False)):
             style_click_node(node, positive)
             self.addObserver(
@@ -327,16 +328,22 @@ class ClickController(slicer.util.VTKObservationMixin):
         if not self._started:
             self.start_case()
         kind = "positive" if positive else "negative"
-        if self.volume_mode:
+        if self.volume_mode:  # the clicked slice is shown first, the filling after it
             self.executor.submit(
                 self._click_volume,
                 click,
                 self.fill_3d,
                 self.bounds,
                 owner=self,
-                description=f"Segmenting ({kind} click)"
-                + (" and filling the structure in 3D" if self.fill_3d else ""),
+                description=f"Segmenting ({kind} click)",
                 on_done=functools.partial(self._on_volume_prediction, record),
+            )
+            self.executor.submit(
+                self._fill_volume,
+                click,
+                owner=self,
+                description="Filling the structure in 3D",
+                on_done=functools.partial(self._on_volume_filled, record),
             )
         else:
             self.executor.submit(
@@ -401,8 +408,12 @@ class ClickController(slicer.util.VTKObservationMixin):
     # ------------------------------------------------------------ 3D mode
 
     def _click_volume(self, click: Click, fill: bool, bounds: Bounds) -> Any:
-        """Worker thread: the click through the case's 3D mask."""
-        return require(self._work).click(click, fill, bounds)
+        """Worker thread: the click's slice through the case's 3D mask (the filling waits)."""
+        return require(self._work).click(click, fill, bounds, now=False)
+
+    def _fill_volume(self, click: Click) -> Any:
+        """Worker thread: fill the structure around the click's slice."""
+        return require(self._work).fill_pending(click)
 
     def _on_volume_prediction(self, record: ClickRecord, result: Any) -> None:
         if record not in self.records:
@@ -421,8 +432,29 @@ class ClickController(slicer.util.VTKObservationMixin):
             return
         self.confirmed = list(update.confirmed)
         self.last_wait_ms = (time.perf_counter() - record.placed_at) * 1000
-        filled = f"{update.filled} slice{'s' if update.filled != 1 else ''} filled"
-        self._on_status(f"Segmented in {self.last_wait_ms:.0f} ms ({filled}; {len(self.records)} clicks).")
+        self._on_status(
+            f"Segmented in {self.last_wait_ms:.0f} ms ({len(self.records)} clicks); filling in 3D..."
+        )
+
+    def _on_volume_filled(self, record: ClickRecord, result: Any) -> None:
+        if record not in self.records or not record.applied:
+            return  # deleted (its undo is queued) or its slice failed
+        if not result.ok:
+            if result.error is not None:
+                self._on_error(result.error, result.traceback)
+            return
+        update = result.value
+        try:
+            self._write_blocks(record, update.blocks)
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+            return
+        self.last_fill_ms = (time.perf_counter() - record.placed_at) * 1000
+        filled = f"{update.filled} slice{'s' if update.filled != 1 else ''}"
+        self._on_status(
+            f"Segmented in {self.last_wait_ms:.0f} ms, {filled} filled in 3D by {self.last_fill_ms:.0f} ms "
+            f"({len(self.records)} clicks)."
+        )
 
     def _drop_volume(self, click: Click, fill: bool, bounds: Bounds) -> Any:
         """Worker thread: take the click out of the case (the later clicks are placed again)."""

@@ -63,29 +63,48 @@ class VolumeWork:
     def confirmed(self) -> list[int]:
         return self.case.confirmed_slices
 
-    def click(self, click: Click, fill: bool, bounds: Bounds) -> VolumeClickResult:
-        """Predict the click's slice, fill the structure around it (if `fill`), and say what changed."""
+    def click(self, click: Click, fill: bool, bounds: Bounds, now: bool = True) -> VolumeClickResult:
+        """Predict the click's slice and fill the structure around it (propagation only if `fill`); with
+        `now` False only the slice is predicted and `fill_pending` fills later (shown in two steps)."""
         started = time.perf_counter()
         case = self.case
+        case.fill_pending()
         case.config = dataclasses.replace(case.config, enabled=bool(fill))
         case.set_bounds(*bounds)
         before = case.mask.copy()
-        case.click(click)
-        after = case.mask
+        case.click(click, fill=now)
         if click.axis != case.axis:  # a slice of another orientation: only that slice changed
+            after = case.mask
             block = Block(
                 click.axis, click.index, np.expand_dims(np.take(after, click.index, click.axis), click.axis)
             )
             return VolumeClickResult(click, [block], self.confirmed, 0, _ms(started))
-        # The case says it changed slices [update.first, update.last]; the whole axis is compared (a few
-        # ms), so that nothing it changed can be left out of the segment.
-        along_before, along_after = np.moveaxis(before, case.axis, 0), np.moveaxis(after, case.axis, 0)
-        changed = np.flatnonzero((along_before != along_after).reshape(len(along_after), -1).any(axis=1))
-        # Only the slices the click changed are written (and its own slice, whatever it holds): a slice
-        # the case never filled keeps what the segment has there.
-        first = int(min(click.index, changed.min())) if changed.size else click.index
-        last = int(max(click.index, changed.max())) if changed.size else click.index
-        data = np.moveaxis(np.moveaxis(after, case.axis, 0)[first : last + 1].copy(), 0, case.axis)
+        return self._changed(click, before, click.index, started)
+
+    def fill_pending(self, click: Click) -> VolumeClickResult:
+        """Fill around the slice of the last click placed with `now` False (nothing when none is)."""
+        started = time.perf_counter()
+        before = self.case.mask.copy()
+        self.case.fill_pending()
+        return self._changed(click, before, None, started)
+
+    def _changed(
+        self, click: Click, before: np.ndarray, include: int | None, started: float
+    ) -> VolumeClickResult:
+        """The slices of the propagation axis that differ from `before` (and slice `include` whatever it
+        holds), as one block. The whole axis is compared (a few ms), so that nothing the case changed
+        can be left out of the segment; a slice the case never filled keeps what the segment has."""
+        case = self.case
+        along_before, along_after = np.moveaxis(before, case.axis, 0), np.moveaxis(case.mask, case.axis, 0)
+        changed = list(
+            np.flatnonzero((along_before != along_after).reshape(len(along_after), -1).any(axis=1))
+        )
+        if include is not None:
+            changed.append(include)
+        if not changed:
+            return VolumeClickResult(click, [], self.confirmed, 0, _ms(started))
+        first, last = int(min(changed)), int(max(changed))
+        data = np.moveaxis(along_after[first : last + 1].copy(), 0, case.axis)
         filled = sum(
             1
             for n in range(first, last + 1)
