@@ -418,17 +418,8 @@ class ClickController(slicer.util.VTKObservationMixin):
     def _on_volume_prediction(self, record: ClickRecord, result: Any) -> None:
         if record not in self.records:
             return  # the point was deleted before its result arrived (its undo is queued)
-        if not result.ok:
-            self.records.remove(record)
-            self._remove_point(record.node, record.point_id)
-            if result.error is not None:
-                self._on_error(result.error, result.traceback)
-            return
-        update = result.value
-        try:
-            self._write_blocks(record, update.blocks)
-        except InteractiveAdaptError as error:
-            self._on_error(error, "")
+        update = self._apply_volume(record, result, drop_on_failure=True)
+        if update is None:
             return
         self.confirmed = list(update.confirmed)
         self.last_wait_ms = (time.perf_counter() - record.placed_at) * 1000
@@ -439,15 +430,8 @@ class ClickController(slicer.util.VTKObservationMixin):
     def _on_volume_filled(self, record: ClickRecord, result: Any) -> None:
         if record not in self.records or not record.applied:
             return  # deleted (its undo is queued) or its slice failed
-        if not result.ok:
-            if result.error is not None:
-                self._on_error(result.error, result.traceback)
-            return
-        update = result.value
-        try:
-            self._write_blocks(record, update.blocks)
-        except InteractiveAdaptError as error:
-            self._on_error(error, "")
+        update = self._apply_volume(record, result, drop_on_failure=False)
+        if update is None:
             return
         self.last_fill_ms = (time.perf_counter() - record.placed_at) * 1000
         filled = f"{update.filled} slice{'s' if update.filled != 1 else ''}"
@@ -455,6 +439,23 @@ class ClickController(slicer.util.VTKObservationMixin):
             f"Segmented in {self.last_wait_ms:.0f} ms, {filled} filled in 3D by {self.last_fill_ms:.0f} ms "
             f"({len(self.records)} clicks)."
         )
+
+    def _apply_volume(self, record: ClickRecord, result: Any, drop_on_failure: bool) -> Any | None:
+        """Write a worker result's blocks for `record`; None when it failed (the error is reported, and
+        with `drop_on_failure` the point is taken away) or could not be written."""
+        if not result.ok:
+            if drop_on_failure:
+                self.records.remove(record)
+                self._remove_point(record.node, record.point_id)
+            if result.error is not None:
+                self._on_error(result.error, result.traceback)
+            return None
+        try:
+            self._write_blocks(record, result.value.blocks)
+        except InteractiveAdaptError as error:
+            self._on_error(error, "")
+            return None
+        return result.value
 
     def _drop_volume(self, click: Click, fill: bool, bounds: Bounds) -> Any:
         """Worker thread: take the click out of the case (the later clicks are placed again)."""
