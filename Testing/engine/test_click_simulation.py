@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from InteractiveAdaptLib.engine.click_simulation import error_clicks, first_click, next_click
+from InteractiveAdaptLib.engine.click_simulation import deepest_point, error_clicks, first_click, next_click
 
 FUZZ = settings(max_examples=150, deadline=None)
 
@@ -150,3 +150,15 @@ def test_error_clicks_one_per_component_largest_first(pair, mode, seed, count):
 def test_error_clicks_on_a_perfect_prediction_are_empty():
     target = disk((16, 16), (8, 8), 4)
     assert error_clicks(target, target, 10, "random", np.random.default_rng(0)) == []
+
+
+def test_deepest_point_measures_only_the_box_and_finds_the_same_pixel_as_the_whole_slice():
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        mask = rng.random((40, 50)) < rng.uniform(0.05, 0.9)
+        mask[0, 0] = True  # a piece in the corner: the box reaches the border
+        depth = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+        assert deepest_point(mask) == np.unravel_index(int(np.argmax(depth)), mask.shape)
+    blob = np.zeros((30, 30), bool)
+    blob[10:19, 5:12] = True
+    assert deepest_point(blob) == (13, 8)  # rows 13-15 of column 8 tie at depth 4: the first wins

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter, Snapshot
+from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
 from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.engine.normalization import normalize_intensity
@@ -680,8 +680,7 @@ class InteractiveSession:
             return positive[0]
         if not mask.any():
             return None
-        dist = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-        r, c = np.unravel_index(int(np.argmax(dist)), mask.shape)
+        r, c = deepest_point(mask)
         return (float(r), float(c), True)
 
     def _save(self) -> int | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.errors import CaseStateError
 from InteractiveAdaptLib.interaction import Click, SliceKey
 
@@ -303,8 +304,5 @@ class VolumeCase:
 def pseudo_clicks(previous: np.ndarray) -> PseudoClicks:
     """The click that carries a slice's mask to the next slice: positive, at its deepest point. (More
     positive clicks spread over the mask were tried: the propagated masks then leaked more.)"""
-    rows, cols = np.nonzero(previous.any(axis=1))[0], np.nonzero(previous.any(axis=0))[0]
-    box = previous[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]  # the distance map of the box only
-    depth = ndimage.distance_transform_edt(np.pad(box, 1))[1:-1, 1:-1]
-    row, col = np.unravel_index(int(np.argmax(depth)), box.shape)
-    return [(float(row + rows[0]), float(col + cols[0]), True)]
+    row, col = deepest_point(previous)
+    return [(float(row), float(col), True)]
