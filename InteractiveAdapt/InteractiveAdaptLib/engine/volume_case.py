@@ -199,19 +199,21 @@ class VolumeCase:
         slices[entry.first : entry.last + 1] = entry.slab
         return VolumeUpdate(entry.first, entry.last, 0.0)
 
-    def _gap_around(self, index: int) -> tuple[int, int]:
-        """The slices a click at `index` may change: up to (not including) the confirmed slices around it."""
+    def _neighbours(self, index: int) -> tuple[int | None, int | None]:
+        """The confirmed slices just below and just above `index` (None where there is none)."""
         below = max((n for n in self.confirmed if n < index), default=None)
         above = min((n for n in self.confirmed if n > index), default=None)
+        return below, above
+
+    def _gap_around(self, index: int) -> tuple[int, int]:
+        """The slices a click at `index` may change: up to (not including) the confirmed slices around it."""
+        below, above = self._neighbours(index)
         first = self.bounds[0] if below is None else below + 1
         last = self.bounds[1] if above is None else above - 1
         return min(first, index), max(last, index)
 
     def _fill(self, index: int) -> None:
-        clicked = sorted(self.confirmed)
-        position = clicked.index(index)
-        below = clicked[position - 1] if position > 0 else None
-        above = clicked[position + 1] if position + 1 < len(clicked) else None
+        below, above = self._neighbours(index)
         self._fill_gap(below, index)
         self._fill_gap(index, above)
 
