@@ -72,6 +72,11 @@ def dice3d(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
+def per_slice(mask: np.ndarray) -> np.ndarray:
+    """The voxels of `mask` in each slice along AXIS."""
+    return np.moveaxis(mask, AXIS, 0).reshape(mask.shape[AXIS], -1).sum(axis=1)
+
+
 def trained_on(domain: Domain, target: str) -> str:
     """Whether the shipped model learned this structure: 'yes' (training split), 'no' (validation or
     test split of the AAL pairs), for the brain 'yes'."""
@@ -123,8 +128,7 @@ class FillBetween(PerSlice):
 
     def allowed(self, target: np.ndarray) -> np.ndarray:
         """Every k-th slice, counted from the structure's largest cross-section (where the user starts)."""
-        areas = np.moveaxis(target, AXIS, 0).reshape(target.shape[AXIS], -1).sum(axis=1)
-        start = int(np.argmax(areas))
+        start = int(np.argmax(per_slice(target)))
         return (np.arange(target.shape[AXIS]) - start) % self.step == 0
 
     def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
@@ -196,8 +200,7 @@ def play_case(
     method.session.start_case(image, spacing_kji, profile, normalized=True)
     method.reset()
     curve, compute = [], 0.0
-    areas = np.moveaxis(target, AXIS, 0).reshape(target.shape[AXIS], -1).sum(axis=1)
-    index = int(np.argmax(areas))
+    index = int(np.argmax(per_slice(target)))  # the largest cross-section
     click = first_click(np.take(target, index, AXIS), mode, rng)
     while click is not None and len(curve) < max_clicks:
         row, col, positive = click
@@ -207,7 +210,7 @@ def play_case(
         curve.append(dice3d(shown, target))
         if on_click is not None:
             on_click(shown)
-        errors = np.moveaxis(shown != target, AXIS, 0).reshape(target.shape[AXIS], -1).sum(axis=1)
+        errors = per_slice(shown != target)
         errors[~allowed] = 0
         if not errors.any():
             break
