@@ -83,6 +83,11 @@ class Clinician:
         assert self.worker.drain(180), "the worker did not finish in time"
         assert not self.errors, self.errors
 
+    def undo(self):
+        """Ctrl+Z, then wait for the segment to be put back."""
+        self.workflow.undo()
+        self.wait()
+
     def click(self, k: int, row: float, col: float, positive: bool = True) -> None:
         """A real left click on voxel (k, row, col) in the axial view, then wait for the result."""
         ras = self.geometry.kji_to_world((k, row, col))
@@ -175,11 +180,9 @@ def test_c_undo_puts_the_segment_back_exactly(clinician):
     assert len(covered) > 1  # the click's slice and slices it filled, over the painting
     doctor.centre_click(k + 6)
     assert not np.array_equal(doctor.segment(), after_first)
-    w.undo()
-    doctor.wait()
+    doctor.undo()
     np.testing.assert_array_equal(doctor.segment(), after_first)
-    w.undo()
-    doctor.wait()
+    doctor.undo()
     np.testing.assert_array_equal(doctor.segment(), before_case)
     assert w.confirmed_slices() == [] and w.clicks == 0
 
@@ -192,13 +195,11 @@ def test_d_filling_off_segments_the_clicked_slice_only_and_a_slice_range_bounds_
     w.set_fill(False)
     doctor.centre_click(k)
     assert list(slices_of(doctor.segment())) == [k]  # its own slice only
-    w.undo()
-    doctor.wait()
+    doctor.undo()
     w.set_fill(True)
     doctor.centre_click(k)
     free = list(slices_of(doctor.segment()))  # how far the filling goes without a range
-    w.undo()
-    doctor.wait()
+    doctor.undo()
     assert not doctor.segment().any()
     w.set_fill(True, k - 2, k + 2)
     assert doctor.status[-1] == (
@@ -239,8 +240,7 @@ def test_f_deleting_an_earlier_point_places_the_later_clicks_again(clinician):
     assert w.confirmed_slices() == [low + 8] and len(w.session().clicks) == 1
     without_first = doctor.segment()
     # the same as if the first click had never been placed: undo, and click the second one alone
-    w.undo()
-    doctor.wait()
+    doctor.undo()
     np.testing.assert_array_equal(doctor.segment(), before_case)
     doctor.centre_click(low + 8)
     np.testing.assert_array_equal(doctor.segment(), without_first)
