@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import vtk
 from conftest import GEOMETRIES, add_slice_node, add_volume, voxel_ras
+from controller_harness import ControllerHarness
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -20,37 +21,17 @@ from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.interaction import Click
 
 
-class Harness:
-    """A controller on a real scene with the threshold test double and one slice view per orientation
-    (2D mode unless volume=True is given)."""
+class Harness(ControllerHarness):
+    """A controller with one slice view per orientation of `views` (2D mode unless volume=True is given)."""
 
     def __init__(self, mri, views, make_segmentation, executor=None, **kwargs):
         kwargs.setdefault("volume", False)
-        self.mri = mri
-        self.geometry = mrml.volume_geometry(mri.volume)
-        self.seg, (self.segment_id, self.other_id) = make_segmentation("target", "other")
-        self.positive, self.negative = mrml.create_click_nodes(mri.scene)
-        self.session = ThresholdSessionDouble()
-        self.errors: list[BaseException] = []
-        self.views = {v: add_slice_node(mri.scene, v, v) for v in views}
-        self.executor = executor or InlineExecutor()
-        self.controller = mrml.ClickController(
-            self.session,
-            self.executor,
-            mri.volume,
-            self.seg,
-            self.segment_id,
-            self.positive,
-            self.negative,
-            on_error=lambda error, tb: self.errors.append(error),
-            **kwargs,
-        )
+        session, executor = ThresholdSessionDouble(), executor or InlineExecutor()
+        super().__init__(mri, make_segmentation, session, ("target", "other"), views, executor, **kwargs)
+        self.other_id = self.segment_ids[1]
 
     def click(self, view: str, kji, positive: bool = True) -> None:
-        """Place a point on the voxel through the given view, as a click in that view would."""
-        ras = voxel_ras(self.mri.spec, kji)
-        self.views[view].JumpSliceByOffsetting(*ras)
-        (self.positive if positive else self.negative).AddControlPointWorld(vtk.vtkVector3d(*ras))
+        self.place(view, kji, positive)
 
     def slice_of(self, view: str, kji) -> tuple[int, int]:
         axis = self.mri.spec.view_axis[view]
@@ -58,9 +39,6 @@ class Harness:
 
     def read(self, key) -> np.ndarray:
         return mrml.read_slice(self.seg, self.segment_id, self.geometry, *key)
-
-    def full(self) -> np.ndarray:
-        return mrml.read_segment(self.seg, self.segment_id, self.geometry)
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ import threading
 import numpy as np
 import pytest
 import slicer
-import vtk
-from conftest import add_slice_node, voxel_ras
+from controller_harness import ControllerHarness
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -34,41 +33,26 @@ class RecordingExecutor(InlineExecutor):
         return super().submit(fn, *args, description=description, **kwargs)
 
 
-class Harness:
-    """A 3D-mode controller on a real scene with the threshold double; clicks on slices of the K axis
-    go through the view that holds K fixed in this geometry."""
+class Harness(ControllerHarness):
+    """A 3D-mode controller; clicks on slices of the K axis go through the view that holds K fixed in
+    this geometry."""
 
     def __init__(self, mri, make_segmentation, executor=None):
-        self.mri = mri
-        self.geometry = mrml.volume_geometry(mri.volume)
-        self.seg, (self.segment_id,) = make_segmentation("target")
-        self.positive, self.negative = mrml.create_click_nodes(mri.scene)
-        self.session = ThresholdSessionDouble(disk=True)
-        self.errors: list[BaseException] = []
         self.status: list[str] = []
-        self.views = {v: add_slice_node(mri.scene, v, v) for v in ("Axial", "Coronal", "Sagittal")}
-        self.k_view = next(v for v, axis in mri.spec.view_axis.items() if axis == 0)
-        self.executor = executor or RecordingExecutor()
-        self.controller = mrml.ClickController(
-            self.session,
-            self.executor,
-            mri.volume,
-            self.seg,
-            self.segment_id,
-            self.positive,
-            self.negative,
-            on_error=lambda error, tb: self.errors.append(error),
+        super().__init__(
+            mri,
+            make_segmentation,
+            ThresholdSessionDouble(disk=True),
+            ("target",),
+            ("Axial", "Coronal", "Sagittal"),
+            executor or RecordingExecutor(),
             on_status=self.status.append,
         )
+        self.k_view = next(v for v, axis in mri.spec.view_axis.items() if axis == 0)
 
     def click(self, kji, positive: bool = True, view: str | None = None) -> None:
         """Place a point on the voxel (k, j, i) through a view (default: the one holding K fixed)."""
-        ras = voxel_ras(self.mri.spec, kji)
-        self.views[view or self.k_view].JumpSliceByOffsetting(*ras)
-        (self.positive if positive else self.negative).AddControlPointWorld(vtk.vtkVector3d(*ras))
-
-    def full(self) -> np.ndarray:
-        return mrml.read_segment(self.seg, self.segment_id, self.geometry)
+        self.place(view or self.k_view, kji, positive)
 
     def engine_mask(self, clicks, config: PropagationConfig | None = None) -> np.ndarray:
         """What the engine's VolumeCase alone makes of these clicks on a fresh double (the reference)."""

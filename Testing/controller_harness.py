@@ -1,0 +1,45 @@
+"""A click controller (mrml/click_controller.py) on a real MRML scene with the threshold test double and
+one slice view per orientation named: what the 2D and 3D controller tests share."""
+
+from __future__ import annotations
+
+import numpy as np
+import vtk
+from conftest import add_slice_node, voxel_ras
+
+from InteractiveAdaptLib import mrml
+
+
+class ControllerHarness:
+    """The controller of segment `segments[0]` of a new segmentation, its point lists and its views."""
+
+    def __init__(self, mri, make_segmentation, session, segments, views, executor, **kwargs):
+        self.mri = mri
+        self.geometry = mrml.volume_geometry(mri.volume)
+        self.seg, self.segment_ids = make_segmentation(*segments)
+        self.segment_id = self.segment_ids[0]
+        self.positive, self.negative = mrml.create_click_nodes(mri.scene)
+        self.session = session
+        self.errors: list[BaseException] = []
+        self.views = {v: add_slice_node(mri.scene, v, v) for v in views}
+        self.executor = executor
+        self.controller = mrml.ClickController(
+            self.session,
+            self.executor,
+            mri.volume,
+            self.seg,
+            self.segment_id,
+            self.positive,
+            self.negative,
+            on_error=lambda error, tb: self.errors.append(error),
+            **kwargs,
+        )
+
+    def place(self, view: str, kji, positive: bool = True) -> None:
+        """Place a point on the voxel (k, j, i) through the given view, as a click in that view would."""
+        ras = voxel_ras(self.mri.spec, kji)
+        self.views[view].JumpSliceByOffsetting(*ras)
+        (self.positive if positive else self.negative).AddControlPointWorld(vtk.vtkVector3d(*ras))
+
+    def full(self) -> np.ndarray:
+        return mrml.read_segment(self.seg, self.segment_id, self.geometry)
