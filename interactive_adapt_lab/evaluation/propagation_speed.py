@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
+from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
 from InteractiveAdaptLib.interaction import Click
 
@@ -37,8 +37,7 @@ def measure(repeats: int) -> dict:
     colin = load_domain("colin27")
     brain = colin.target_mask("brain")
     middle = int(np.median(np.nonzero(brain)[0]))
-    depth = ndimage.distance_transform_edt(brain[middle])
-    row, col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    row, col = deepest_point(brain[middle])
     session = make_session(find_base_model_dir())
     runs = []
     for _ in range(repeats + 1):  # the first run warms up (allocations, caches) and is not counted
