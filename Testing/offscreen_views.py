@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import slicer
 import vtk
 
 from InteractiveAdaptLib.io.volumes import volume_from_sitk
@@ -29,11 +28,9 @@ def restacked(path: Path, orientation: str = "PIL", step: int = 2):
 
 def add_volume_node(scene, volume, name: str):
     """A scalar volume node holding the engine Volume, as Slicer would after loading the file."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(volume.ijk_to_ras))
-    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(volume.array))
-    node.CreateDefaultDisplayNodes()
-    return node
+    from InteractiveAdaptLib.mrml.volume import add_volume_node as add_node
+
+    return add_node(scene, volume.array, volume.ijk_to_ras, name)
 
 
 def offscreen_app(*orientations: str):

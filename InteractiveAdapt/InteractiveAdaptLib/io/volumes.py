@@ -50,16 +50,17 @@ class Volume:
         return spacing_kji(self.ijk_to_ras)
 
 
-def volume_from_sitk(image: sitk.Image) -> Volume:
-    """Convert a 3D scalar SimpleITK image to a Volume (RAS geometry)."""
+def volume_from_sitk(image: sitk.Image, name: str = "The image") -> Volume:
+    """Convert a 3D scalar SimpleITK image to a Volume (RAS geometry); `name` says which image the
+    error messages are about."""
     if image.GetDimension() != 3:
         raise ImageReadError(
-            f"The image has {image.GetDimension()} dimensions; InteractiveAdapt needs one 3D volume. "
+            f"{name} has {image.GetDimension()} dimensions; InteractiveAdapt needs one 3D volume. "
             "Choose a single 3D series (not a 2D image or a 4D/time series)."
         )
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ImageReadError(
-            "The image is in colour (RGB) or has several components per voxel; "
+            f"{name} is in colour (RGB) or has several components per voxel; "
             "InteractiveAdapt needs a grey-scale MRI volume."
         )
     direction = np.array(image.GetDirection(), float).reshape(3, 3)
@@ -101,11 +102,12 @@ def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as exc:
+        log.info("Reading %s failed: %s", path, str(exc).strip().splitlines()[-1])  # ITK's words, for the log
         raise ImageReadError(
-            f"'{path.name}' could not be read as an image ({str(exc).strip().splitlines()[-1]}). "
+            f"'{path.name}' could not be read as an image: it is not in a format InteractiveAdapt reads. "
             "Use a NIfTI (.nii/.nii.gz), NRRD (.nrrd) file or a DICOM folder."
         ) from exc
-    return volume_from_sitk(image)
+    return volume_from_sitk(image, f"'{path.name}'")
 
 
 def _uncompressed_size(path: Path) -> int:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import slicer.util
 import vtk
 from vtkmodules.util import numpy_support
 
@@ -66,6 +67,15 @@ def array_to_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
         for c in range(4):
             matrix.SetElement(r, c, float(array[r, c]))
     return matrix
+
+
+def add_volume_node(scene: Any, array: np.ndarray, ijk_to_ras: np.ndarray, name: str) -> Any:
+    """A scalar volume node holding a (K, J, I) array at `ijk_to_ras`, shown as Slicer shows a loaded one."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(array_to_matrix(ijk_to_ras))
+    slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(array))
+    node.CreateDefaultDisplayNodes()
+    return node
 
 
 def node_name(node: Any) -> str:
