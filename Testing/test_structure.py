@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 MODULE_DIR = REPO / "InteractiveAdapt"
 LIB_DIR = MODULE_DIR / "InteractiveAdaptLib"
 LAB_DIR = REPO / "interactive_adapt_lab"
+WEB_DIR = REPO / "interactive_adapt_web"
 MODULE_FILE = MODULE_DIR / "InteractiveAdapt.py"
 MODULE_CMAKE = MODULE_DIR / "CMakeLists.txt"
 ROOT_CMAKE = REPO / "CMakeLists.txt"
@@ -32,8 +33,8 @@ GUI_PACKAGES = {"qt", "ctk", "PythonQt", "PySide6", "PyQt5", "PyQt6"}
 # Packages the module may not import while Slicer loads it (they may be missing until the user agrees
 # to install them): the ones of requirements.txt and torch.
 INSTALLED_ON_DEMAND = {"torch", "monai", "scipy", "filelock", "platformdirs"}
-# Only the developer package may use these; Slicer never installs them.
-LAB_ONLY = {"interactive_adapt_lab", "tqdm", "matplotlib"}
+# Only the developer package (and the web front end, for trame) may use these; Slicer never installs them.
+LAB_ONLY = {"interactive_adapt_lab", "interactive_adapt_web", "trame", "trame_slicer", "tqdm", "matplotlib"}
 
 
 # ---------------------------------------------------------------- helpers
@@ -425,8 +426,10 @@ def test_only_the_mrml_package_touches_slicer_and_nothing_in_the_engine_touches_
 
 
 def test_nothing_slicer_installs_imports_the_developer_package():
-    """Slicer installs InteractiveAdapt/ (CMake); training, benchmarks and their tqdm/matplotlib stay out."""
+    """Slicer installs InteractiveAdapt/ (CMake); training, benchmarks, the web front end and their
+    tqdm/matplotlib/trame stay out."""
     assert (LAB_DIR / "__init__.py").is_file() and not (MODULE_DIR / LAB_DIR.name).exists()
+    assert (WEB_DIR / "__init__.py").is_file() and not (MODULE_DIR / WEB_DIR.name).exists()
     problems = []
     for path in project_files(MODULE_DIR):
         if path.suffix == ".py":
@@ -468,6 +471,7 @@ def test_pip_install_into_a_fresh_venv_gives_a_working_console_script(tmp_path):
         + project_files(REPO / "README.md")
         + project_files(MODULE_DIR)
         + project_files(LAB_DIR)
+        + project_files(WEB_DIR)
     ):
         target = source / path.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,13 +13,14 @@ from interactive_adapt_lab.evaluation import (
     slicer_loop_benchmark,
     speed_benchmark,
     volumetric_benchmark,
+    web_latency_benchmark,
 )
 from interactive_adapt_lab.training import model_export, training, training_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric,
-    bench-propagation, train, training-report,
+    bench-propagation, bench-web, train, training-report,
     export-model and build-cache."""
     for module in (
         demo,
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         slicer_loop_benchmark,
         volumetric_benchmark,
         propagation_speed,
+        web_latency_benchmark,
         training,
         training_report,
         model_export,

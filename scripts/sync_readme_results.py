@@ -11,6 +11,7 @@ the table NAME takes from a file the commands write:
   speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
   propagation-speed   benchmarks/results/propagation_speed.json (`interactive-adapt bench-propagation`)
   slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
+  web-latency         benchmarks/results/web_latency.md (`interactive-adapt bench-web`)
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
@@ -130,6 +131,7 @@ SOURCES = {
     "speed": speed_table,
     "propagation-speed": propagation_table,
     "slicer-loop": slicer_loop_table,
+    "web-latency": lambda: first_table((RESULTS / "web_latency.md").read_text()),
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }
