@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (idempotent, quick when done).
-.PHONY: setup demo test lint
+.PHONY: setup demo serve test lint
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,6 +9,10 @@ setup:
 
 demo: setup
 	$(PY) -m InteractiveAdaptLib.cli demo --output output/demo
+
+# The web front end on this computer, with the Colin27 head open (http://127.0.0.1:8080/).
+serve: setup
+	$(VENV)/bin/interactive-adapt serve /usr/share/mricron/templates/ch2.nii.gz --site "$(or $(SITE),default)"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -253,8 +253,8 @@ class WebApp:
         wait = getattr(controller, "last_wait_ms", None)
         if wait is not None and text.startswith("Segmented in"):  # a click's news: say how long it took
             filled = getattr(controller, "last_fill_ms", None) if "filled in 3D by" in text else None
-            fill = f", the structure filled in 3D after {filled:.0f} ms" if filled else ""
-            self.state.latency = f"Last click: its slice was ready {wait:.0f} ms after the click{fill}"
+            fill = f", filled in 3D after {filled:.0f} ms" if filled else ""
+            self.state.latency = f"Last click: slice ready on the server after {wait:.0f} ms{fill}"
         self.emit("status", text=text)
 
     def slice_views(self) -> list[Any]:

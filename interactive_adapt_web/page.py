@@ -15,6 +15,7 @@ STATE_DEFAULTS = {
     "study_path": "",
     "status": "Open an MRI volume or DICOM folder (path on this computer), then add the structure to segment.",
     "latency": "",
+    "screen_latency": "",
     "structures": [],
     "structure_id": None,
     "new_structure": "",
@@ -31,6 +32,19 @@ STATE_DEFAULTS = {
     "has_volume": False,
     "has_structure": False,
 }
+
+# What the user waited, measured in this browser: from the press of a click in a view to the first
+# frame of the views that arrives after the server said the click's slice was written (`latency`).
+SCREEN_LATENCY_SCRIPT = """
+window.document.addEventListener('pointerdown', (e) => {
+  if (e.target.closest && e.target.closest('#ia-views')) { window.__iaDown = window.performance.now(); window.__iaArmed = false; screen_latency = ''; }
+}, true);
+window.document.addEventListener('load', (e) => {
+  if (!window.__iaArmed || window.__iaDown == null || !(e.target.closest && e.target.closest('#ia-views'))) return;
+  screen_latency = ` · on your screen after ${Math.round(window.performance.now() - window.__iaDown)} ms`;
+  window.__iaArmed = false; window.__iaDown = null;
+}, true);
+"""
 
 # P / N / Ctrl+Z as in the Slicer module; ignored while typing in a text field.
 KEYS_SCRIPT = """
@@ -52,10 +66,13 @@ def build_page(server, layout_manager, title: str) -> SinglePageWithDrawerLayout
     with SinglePageWithDrawerLayout(server, full_height=True) as layout:
         layout.title.set_text(title)
         layout.drawer.width = 380
-        client.ClientTriggers(mounted=KEYS_SCRIPT)
+        client.ClientTriggers(mounted=KEYS_SCRIPT + SCREEN_LATENCY_SCRIPT)
+        client.ClientStateChange(
+            value="latency", change="if (window.__iaDown != null) window.__iaArmed = true;"
+        )
         with layout.toolbar:
             v3.VSpacer()
-            html.Div("{{ latency }}", id="ia-latency", classes="text-caption mr-4")
+            html.Div("{{ latency }}{{ screen_latency }}", id="ia-latency", classes="text-caption mr-4")
         with layout.drawer, html.Div(classes="pa-3 d-flex flex-column ga-2"):
             _status(ctrl)
             v3.VDivider()

@@ -12,6 +12,7 @@ the table NAME takes from a file the commands write:
   propagation-speed   benchmarks/results/propagation_speed.json (`interactive-adapt bench-propagation`)
   slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
   web-latency         benchmarks/results/web_latency.md (`interactive-adapt bench-web`)
+  web-ablations       benchmarks/results/web_latency.json and web-latency-ablations/*.json, one row each
 
 Usage: python scripts/sync_readme_results.py [--check]   (--check: exit 1 if README.md is out of date)
 """
@@ -121,6 +122,28 @@ def propagation_table() -> str:
     )
 
 
+def web_ablations_table() -> str:
+    runs = [("the default", RESULTS / "web_latency.json")]
+    runs += [(path.stem, path) for path in sorted((RESULTS / "web-latency-ablations").glob("*.json"))]
+    rows = [
+        "| server | on screen p50 | p95 | server: click to slice written p50 | learning step p50 | command |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, path in runs:
+        run = json.loads(path.read_text())
+        r = run["results"]
+        screen, server, learn = (
+            r["click_to_mask_visible_ms"],
+            r["server_click_to_slice_ms"],
+            r["learn_job_ms"],
+        )
+        rows.append(
+            f"| {label} | {screen['p50']:,.0f} ms | {screen['p95']:,.0f} ms | {server['p50']:,.0f} ms "
+            f"| {learn['p50']:,.0f} ms | `{run['command']}` |"
+        )
+    return "\n".join(rows)
+
+
 SOURCES = {
     "base-model": base_model_table,
     "tuning": tuning_table,
@@ -132,6 +155,7 @@ SOURCES = {
     "propagation-speed": propagation_table,
     "slicer-loop": slicer_loop_table,
     "web-latency": lambda: first_table((RESULTS / "web_latency.md").read_text()),
+    "web-ablations": web_ablations_table,
     "adaptation-summary": lambda: first_table((RESULTS / "adaptation.md").read_text()),
     "training-ablations": lambda: first_table((RESULTS / "training-ablations.md").read_text()),
 }

@@ -110,6 +110,9 @@ def test_open_click_undo_finish_rollback_second_patient(web, atlas, tmp_path):
     _wait_segment(app, mark, clicks=1, positive=1)
     app.wait_event("segment", where=lambda e: e["voxels"] > 100, after=mark, timeout=90)
     page.wait_text("ia-clicked-slices", "Clicked slices: 90")
+    # The latency line: the server's figure, then the one this browser measured up to the frame.
+    latency = page.wait_text("ia-latency", "on your screen after")
+    assert latency.startswith("Last click: slice ready on the server after"), latency
     assert _wait_changed(page, AXIAL, before, 200) > 200  # the mask, not only the point's marker
 
     # A second positive point in the coronal view, then a negative one there with the N key.
