@@ -33,6 +33,7 @@ from InteractiveAdaptLib.errors import InteractiveAdaptError
 from InteractiveAdaptLib.io.volumes import read_volume
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml import COMMON_STRUCTURES, Workflow, read_segment, segmentation_of
+from InteractiveAdaptLib.mrml.click_controller import SLICE_JOB
 from InteractiveAdaptLib.mrml.volume import add_volume_node, volume_geometry
 
 log = logging.getLogger(__name__)
@@ -367,7 +368,7 @@ class WebApp:
             with self.state:
                 results = self.worker.poll()
                 for result in results if self.priority else ():  # the clicked view first, others after
-                    if result.description.startswith("Segmenting") and result.ok:
+                    if result.description.startswith(SLICE_JOB) and result.ok:
                         self.priority.slice_written()
                     else:
                         self.priority.release()

@@ -105,16 +105,14 @@ def _study(ctrl) -> None:
 
 def _structures(ctrl) -> None:
     html.Div("Structure", classes="text-subtitle-2")
-    v3.VSelect(
-        v_model=("structure_id",),
-        items=("structures",),
-        item_title="name",
-        item_value="id",
-        label="Structure being segmented",
-        density="compact",
-        hide_details=True,
+    _choice(
+        "structure_id",
+        "structures",
+        "name",
+        "id",
+        "Structure being segmented",
+        "ia-structure",
         disabled=("!has_volume",),
-        id="ia-structure",
         update_modelValue=(ctrl.select_structure, "[$event]"),
     )
     with html.Div(classes="d-flex ga-2"):
@@ -171,17 +169,25 @@ def _clicks(ctrl) -> None:
 def _versions(ctrl) -> None:
     html.Div("Site and model", classes="text-subtitle-2")
     with html.Div(classes="d-flex ga-2"):
-        v3.VSelect(
-            v_model=("version",),
-            items=("versions",),
-            item_title="label",
-            item_value="version",
-            label="Version of this structure's profile",
-            density="compact",
-            hide_details=True,
-            id="ia-version",
+        _choice(
+            "version", "versions", "label", "version", "Version of this structure's profile", "ia-version"
         )
         v3.VBtn("Roll back", click=ctrl.rollback, id="ia-rollback", disabled=("busy || !has_structure",))
+
+
+def _choice(model: str, items: str, title: str, value: str, label: str, element_id: str, **more) -> None:
+    """A drop-down list of the state list `items` (dicts: `title` shown, `value` kept in `model`)."""
+    v3.VSelect(
+        v_model=(model,),
+        items=(items,),
+        item_title=title,
+        item_value=value,
+        label=label,
+        density="compact",
+        hide_details=True,
+        id=element_id,
+        **more,
+    )
 
 
 def _status(ctrl) -> None:

@@ -18,11 +18,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from InteractiveAdaptLib.mrml.click_controller import FILL_JOB
 from InteractiveAdaptLib.mrml.point_placer import CLICK_TOLERANCE_PX
 
 MAX_WAIT_S = 2.0
 MAX_FILL_DELAY_S = 0.3
-FILL_JOB = "Filling the structure in 3D"  # the click controller's description of its 3D filling job
 # Above the views' interactor style (priority 0), below the point placer (10): runs after the placer
 # has added the click's point, before the style may abort the event.
 OBSERVER_PRIORITY = 5.0

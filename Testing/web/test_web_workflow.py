@@ -20,6 +20,7 @@ import pytest
 
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_dicom_series
+from InteractiveAdaptLib.mrml.click_controller import LEARN_JOB
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -122,7 +123,7 @@ def test_open_click_undo_finish_rollback_second_patient(web, atlas, tmp_path):
     _wait_segment(app, mark, clicks=2, positive=2)
     # Both clicks filled in 3D and learned from (each click's last job), and the page says so.
     deadline = time.monotonic() + 90
-    while sum(e["what"] == "Learning from the click" for e in app.events("job")) < 2:
+    while sum(e["what"] == LEARN_JOB for e in app.events("job")) < 2:
         assert time.monotonic() < deadline, "the clicks' work never ended"
         time.sleep(0.1)
     page.wait_text("ia-status", "filled in 3D by")

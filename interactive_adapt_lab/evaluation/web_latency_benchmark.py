@@ -69,6 +69,7 @@ def run(
         view_mask,
     )
     from InteractiveAdaptLib.io.volumes import read_volume
+    from InteractiveAdaptLib.mrml.click_controller import FILL_JOB, LEARN_JOB, PREPARE_JOB, SLICE_JOB
 
     require_browser()
     atlas = read_volume(ATLAS_FILE)
@@ -96,9 +97,7 @@ def run(
                 page.type("ia-new-structure", name)
                 page.press("ia-add-structure")
                 page.wait_text("ia-profile", "learns in profile", timeout=120)
-                app.wait_event(
-                    "job", where=lambda e: e["what"] == "Preparing the image", after=mark, timeout=120
-                )
+                app.wait_event("job", where=lambda e: e["what"] == PREPARE_JOB, after=mark, timeout=120)
                 page.key("p")
                 page.wait_class("ia-positive", "v-btn--variant-flat")
                 inside = np.argwhere(ndimage.binary_erosion(mask, iterations=2))
@@ -113,7 +112,7 @@ def run(
                     def learned(mark=mark):
                         return app.wait_event(
                             "job",
-                            where=lambda event: event["what"] == "Learning from the click",
+                            where=lambda event: event["what"] == LEARN_JOB,
                             after=mark,
                             timeout=120,
                         )
@@ -134,10 +133,10 @@ def run(
                             "browser_ms": None if browser_ms < 0 else round(browser_ms, 1),
                             "server_slice_ms": server[0] if server else None,
                             "slice_job_ms": next(
-                                (v for k, v in jobs.items() if k.startswith("Segmenting")), None
+                                (v for k, v in jobs.items() if k.startswith(SLICE_JOB)), None
                             ),
-                            "fill_job_ms": jobs.get("Filling the structure in 3D"),
-                            "learn_job_ms": jobs.get("Learning from the click"),
+                            "fill_job_ms": jobs.get(FILL_JOB),
+                            "learn_job_ms": jobs.get(LEARN_JOB),
                             "view_renders": len(renders),
                             "view_render_ms": round(float(np.median(renders)), 1) if renders else None,
                         }

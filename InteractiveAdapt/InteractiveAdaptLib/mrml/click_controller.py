@@ -45,6 +45,13 @@ from InteractiveAdaptLib.mrml.volume_clicks import Block, Bounds, VolumeWork, _s
 log = logging.getLogger(__name__)
 
 MAX_PAINTED_SLICES = 20  # painted (unclicked) slices learned per case: Finish stays quick
+# The worker's descriptions of a case's jobs (the progress line shows them; the web front end orders
+# the drawing of its views by them, its tests and benchmark wait for them): the case's start, then per
+# click its slice ("Segmenting (positive click)"), the 3D filling and the learning step.
+PREPARE_JOB = "Preparing the image"
+SLICE_JOB = "Segmenting"
+FILL_JOB = "Filling the structure in 3D"
+LEARN_JOB = "Learning from the click"
 
 
 @dataclass
@@ -178,7 +185,7 @@ class ClickController(slicer.util.VTKObservationMixin):
             self.geometry.spacing_kji,
             self.profile,
             owner=self,
-            description="Preparing the image",
+            description=PREPARE_JOB,
             on_done=self._on_started,
         )
 
@@ -335,14 +342,14 @@ class ClickController(slicer.util.VTKObservationMixin):
                 self.fill_3d,
                 self.bounds,
                 owner=self,
-                description=f"Segmenting ({kind} click)",
+                description=f"{SLICE_JOB} ({kind} click)",
                 on_done=functools.partial(self._on_volume_prediction, record),
             )
             self.executor.submit(
                 self._fill_volume,
                 click,
                 owner=self,
-                description="Filling the structure in 3D",
+                description=FILL_JOB,
                 on_done=functools.partial(self._on_volume_filled, record),
             )
         else:
@@ -350,14 +357,14 @@ class ClickController(slicer.util.VTKObservationMixin):
                 self.session.add_click,
                 click,
                 owner=self,
-                description=f"Segmenting ({kind} click)",
+                description=f"{SLICE_JOB} ({kind} click)",
                 on_done=functools.partial(self._on_prediction, record),
             )
         # Show first, learn after: the MI step runs before the next click is processed.
         self.executor.submit(
             self.session.learn_pending,
             owner=self,
-            description="Learning from the click",
+            description=LEARN_JOB,
             on_done=self._on_simple,
         )
 
