@@ -307,7 +307,9 @@ class WebApp:
     def _prepare_case(self) -> None:
         """Start the case now (the image is prepared on the worker, seconds for a whole head) so that
         the first click does not wait for it."""
-        if self.workflow.segment_id and not self.workflow.clicks:
+        # Only with the network loaded: opening the session here would hold up the views' event loop
+        # (while it loads, the case starts with the first click, as in the module).
+        if self.workflow.segment_id and not self.workflow.clicks and self.workflow.session_ready:
             self._guarded(self.workflow.prepare_case)
 
     def _open_session(self, settings: prefs.ModuleSettings) -> Any:
