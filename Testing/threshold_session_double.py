@@ -1,12 +1,14 @@
 """TEST DOUBLE of the engine's interactive session, for testing the Slicer scene side in isolation.
 
 It declares the engine's CaseSession protocol (InteractiveAdaptLib/interaction.py), the part of the
-session the MRML click controller drives, and answers with a deterministic rule instead of a network: a positive click marks the pixels of its window whose intensity is close to the clicked
-pixel's, a negative click clears its window. It also offers what the engine's 3D case
-(engine/volume_case.py) uses of a session (volume, spacing, prepared slices, a predictor, hints), so the
-controller's 3D mode runs on it too; with disk=True a positive click marks a disk of the window's
-radius instead, whatever the intensities, so that the 3D case's stop rules (area, growth) see the same
-area on every slice. Not used by the product.
+session the front ends drive, and answers with a deterministic rule instead of a network: a positive
+click marks the pixels of its window whose intensity is close to the clicked pixel's, a negative click
+clears its window. `open_case` gives the engine's real Case with the real slice propagation
+(engine/case.py, engine/slice_propagation.py) on top of this double, which offers what they use of a
+session (volume, spacing, add_click with hints, predict_slice, undo, learn_pending, finish_case); with
+disk=True a positive click marks a disk of the window's radius instead, whatever the intensities, so
+that the propagation's stop rules (area, growth) see the same area on every slice. Not used by the
+product.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ class ThresholdSessionDouble(CaseSession):
         self.volume: np.ndarray | None = None
         self._clicks: list = []
         self._hints: dict[tuple[int, int], list[tuple[float, float, bool]]] = {}
-        self.predictor = _ThresholdPredictor(self)
         self.calls: list[tuple[str, str]] = []  # (method, thread name)
         self.learned = 0
         self.finished: list[tuple[dict | None, bool]] = []
@@ -54,6 +55,18 @@ class ThresholdSessionDouble(CaseSession):
         self._log("start_case")
         self.volume, self.spacing_kji, self.profile = np.asarray(volume), spacing_kji, profile
         self._clicks, self._hints = [], {}
+
+    def open_case(self, volume, spacing_kji, profile, interpolate=None, propagation=None):
+        """The engine's real case on this double (as InteractiveSession.open_case)."""
+        from InteractiveAdaptLib.engine.case import Case
+        from InteractiveAdaptLib.engine.slice_propagation import SlicePropagation
+
+        self.start_case(volume, spacing_kji, profile)
+        return Case(self, lambda: SlicePropagation(self, 0, interpolate, propagation))
+
+    def predict_slice(self, key: tuple[int, int], clicks: list[tuple[float, float, bool]]) -> np.ndarray:
+        """The double's rule on slice `key` for these clicks, none recorded (the propagation's)."""
+        return self.threshold(np.take(self.volume, key[1], key[0]).astype(float), clicks)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -123,13 +136,6 @@ class ThresholdSessionDouble(CaseSession):
             self._hints.pop(click.slice_key, None)
         return self._prediction(click.axis, click.index)
 
-    def remove_click(self, n: int) -> SlicePrediction | None:
-        self._log("remove_click")
-        click = self._clicks.pop(n)
-        if not any(c.slice_key == click.slice_key for c in self._clicks):
-            self._hints.pop(click.slice_key, None)
-        return self._prediction(click.axis, click.index)
-
     def reset_case(self) -> None:
         self._log("reset_case")
         self._clicks, self._hints = [], {}
@@ -155,16 +161,3 @@ class ThresholdSessionDouble(CaseSession):
 
     def export_site(self, archive: str | Path) -> Path:
         raise CaseStateError("The double keeps no versions.")
-
-
-class _ThresholdPredictor:
-    """The double's rule in the shape of the engine's predictor (logits, then the mask on the slice)."""
-
-    def __init__(self, session: ThresholdSessionDouble) -> None:
-        self.session = session
-
-    def logits(self, prepared: np.ndarray, clicks: list[tuple[float, float, bool]]) -> np.ndarray:
-        return self.session.threshold(prepared, clicks).astype(float) * 2 - 1
-
-    def to_native(self, logits: np.ndarray, prepared: np.ndarray) -> np.ndarray:
-        return (logits > 0).astype(np.uint8)

@@ -1,5 +1,7 @@
-"""What the front ends and the engine hand each other: a click, a slice, the mask shown on it, what
-finishing a case did, and the session protocol the Slicer scene adapter drives.
+"""What the front ends and the engine hand each other: a click, the mask shown on a slice, what a click
+changed in the 3D result, what finishing a case did, the kinds of work the worker runs, and the
+protocols: the case and session that the front ends drive, and what a case needs of a network and of
+an interpolator.
 
 Plain data, no torch: the scene adapter and the module import this before the engine's packages
 are installed. Array conventions are the engine's: a volume is a (K, J, I) array; a slice holds one
@@ -8,14 +10,16 @@ array axis fixed (0 = K, 1 = J, 2 = I) at an index, and (row, col) index `np.tak
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
 SliceKey = tuple[int, int]  # (axis, index) of one slice
+Bounds = tuple[int | None, int | None]  # first and last slice of the K axis a filling stays within
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,62 @@ class SlicePrediction:
 
 
 @dataclass
+class Block:
+    """Slices [first, first + n) of an array axis of a (K, J, I) mask, n along `axis`."""
+
+    axis: int
+    first: int
+    data: np.ndarray
+
+    @property
+    def last(self) -> int:
+        """The last slice the block holds."""
+        return self.first + self.data.shape[self.axis] - 1
+
+
+@dataclass(frozen=True)
+class FillOptions:
+    """How a click's result spreads through the structure (from the next click on)."""
+
+    propagate: bool = True  # carry the result beyond the clicked slices until the structure ends
+    bounds: Bounds = (None, None)  # slices of the K axis the filling stays within (None: no bound)
+
+
+@dataclass
+class CaseUpdate:
+    """What one step of a case (a click's slice, its filling, an undo) changed in the 3D result."""
+
+    click: Click | None
+    blocks: list[Block]  # what to write into the segment, in order
+    confirmed: list[int]  # the clicked slices of the K axis after the step
+    filled: int = 0  # non-empty slices written besides the clicked one
+    elapsed_ms: float = 0.0
+
+    @property
+    def slice_range(self) -> tuple[int, int] | None:
+        """(first, last) slice of the K axis the step wrote, None when it wrote none."""
+        spans = [(b.first, b.last) for b in self.blocks if b.axis == 0]
+        return (min(s[0] for s in spans), max(s[1] for s in spans)) if spans else None
+
+
+class Removal(Enum):
+    """What taking a click out of a case did."""
+
+    UNDONE = "undone"  # it was the newest click
+    REDONE = "redone"  # the later clicks were placed again without it
+    ABSENT = "absent"  # the case did not hold it (already undone)
+
+
+@dataclass
+class RemovalResult:
+    """Taking a click out of a case: what happened and the later clicks' new results, in order."""
+
+    kind: Removal
+    redone: list[CaseUpdate] = field(default_factory=list)
+    confirmed: list[int] = field(default_factory=list)
+
+
+@dataclass
 class CaseSummary:
     """What finishing a case did."""
 
@@ -56,11 +116,74 @@ class CaseSummary:
     cancelled: bool = False  # the user stopped the learning: the case ended without it, nothing saved
 
 
-class CaseSession(Protocol):
-    """The part of the engine's InteractiveSession that the scene adapter and the module drive (on the
-    worker thread), directly or through the engine's 3D case (engine/volume_case.py: `volume`,
-    `spacing`, `prepared_slice`, `predictor` and the `hints` of `add_click`). The scene adapter's tests
-    drive a double that declares this protocol.
+class JobKind(Enum):
+    """The kinds of work the worker runs; the value is what the progress line shows."""
+
+    LOAD_NETWORK = "Loading the network"
+    READ_STUDY = "Reading the study"
+    PREPARE = "Preparing the image"
+    SLICE = "Segmenting the clicked slice"
+    FILL = "Filling the structure in 3D"
+    LEARN = "Learning from the click"
+    UNDO = "Undoing the click"
+    REMOVE = "Removing the click; placing the later clicks again"
+    RESET = "Resetting the case"
+    FINISH = "Learning from the finished case"
+    CLOSE = "Finishing the case"
+    RESTART_PROFILE = "Starting the profile again from the shipped model"
+    ROLLBACK = "Rolling back the model"
+    EXPORT = "Exporting the site"
+    OTHER = "Working"
+
+    @property
+    def text(self) -> str:
+        """What the progress line shows while a job of this kind runs."""
+        return self.value
+
+
+class Interpolator(Protocol):
+    """Fills the slices between labelled slices (ITK's morphological contour interpolation, the filter
+    behind Slicer's "Fill between slices")."""
+
+    def __call__(self, sparse: np.ndarray, axis: int) -> np.ndarray:
+        """The mask with the slices between the labelled slices of `axis` filled.
+
+        Raises:
+            ValueError: it cannot fill these slices (e.g. too fragmented); the case then propagates.
+        """
+        ...
+
+
+class CaseNetwork(Protocol):
+    """What a case needs of a network: the structure in 3D from the case's volume, every click of the
+    case (from any view) and the 3D result now shown. A click is answered in two steps so that
+    something is on screen at once: `click` (its first visible result), then `fill` (the rest of the
+    structure). Each returns the region it changed; the case writes it into the result.
+
+    The volume and voxel size come from the session's open case. Every method may raise an
+    InteractiveAdaptError whose message is meant for the clinician.
+    """
+
+    def click(self, clicks: Sequence[Click], current: np.ndarray, options: FillOptions) -> list[Block]:
+        """The newest of `clicks` (the case's clicks, oldest first) applied: its first visible result."""
+        ...
+
+    def fill(self, current: np.ndarray, options: FillOptions) -> list[Block]:
+        """The rest of the structure after the newest click's first result (empty when nothing is left)."""
+        ...
+
+    def undo(self, current: np.ndarray) -> list[Block]:
+        """The newest click taken back (its learning too): the regions that go back, as before it."""
+        ...
+
+    def learning_slices(self, final: np.ndarray) -> dict[SliceKey, np.ndarray]:
+        """What post-interaction learning takes from the accepted 3D result `final`, slice by slice."""
+        ...
+
+
+class EngineCase(Protocol):
+    """One structure in one volume, from its start to its finish: what the front ends drive (on the
+    worker thread). The engine's implementation is engine/case.py's `Case`.
 
     Every method may raise an InteractiveAdaptError whose message is meant for the clinician.
     """
@@ -69,37 +192,44 @@ class CaseSession(Protocol):
     def clicks(self) -> list[Click]: ...
 
     @property
-    def case_open(self) -> bool: ...
+    def confirmed_slices(self) -> list[int]: ...
 
-    def start_case(
-        self, volume: np.ndarray, spacing_kji: tuple[float, float, float], profile: str
-    ) -> None: ...
+    def click(self, click: Click, options: FillOptions, fill_now: bool = True) -> CaseUpdate: ...
 
-    # What the 3D case reads: the case's (K, J, I) volume, its voxel size in mm, the 2D predictor.
-    volume: np.ndarray
-    spacing: tuple[float, float, float]
-    predictor: Any
-
-    def prepared_slice(self, key: SliceKey) -> Any: ...
-
-    def add_click(
-        self, click: Click, hints: list[tuple[float, float, bool]] | None = None
-    ) -> SlicePrediction: ...
+    def fill(self) -> CaseUpdate: ...
 
     def learn_pending(self) -> bool: ...
 
-    def undo(self) -> SlicePrediction | None: ...
+    def undo(self) -> CaseUpdate: ...
 
-    def remove_click(self, n: int) -> SlicePrediction | None: ...
+    def remove(self, click: Click, options: FillOptions) -> RemovalResult: ...
 
-    def reset_case(self) -> None: ...
+    def reset(self) -> None: ...
 
-    def finish_case(
+    def finish(
         self,
-        accepted: dict[SliceKey, np.ndarray] | None = None,
+        final: np.ndarray | None,
+        expected: np.ndarray | None = None,
         learn: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> CaseSummary: ...
+
+
+class CaseSession(Protocol):
+    """The part of the engine's InteractiveSession that the front ends drive (on the worker thread):
+    cases, and a profile's weights and versions. The scene adapter's tests drive a double that declares
+    this protocol.
+
+    Every method may raise an InteractiveAdaptError whose message is meant for the clinician.
+    """
+
+    def open_case(
+        self,
+        volume: np.ndarray,
+        spacing_kji: tuple[float, float, float],
+        profile: str,
+        interpolate: Interpolator | None = None,
+    ) -> EngineCase: ...
 
     def restart_profile_from_base(self, profile: str) -> None: ...
 

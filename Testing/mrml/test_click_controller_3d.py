@@ -1,6 +1,6 @@
-"""The click controller's 3D mode (mrml/click_controller.py, the default) on a real MRML scene with real
-MRI volumes (Colin27) in non-trivial geometries, driving the threshold test double through the engine's
-VolumeCase (the double offers what VolumeCase uses of a session; its clicks mark disks here): a click fills the structure along the
+"""The click controller (mrml/click_controller.py) on a real MRML scene with real MRI volumes (Colin27)
+in non-trivial geometries, driving the engine's real Case and slice propagation on top of the threshold
+test double (the double offers what they use of a session; its clicks mark disks here): a click fills the structure along the
 K axis in one block write, undo puts the segment back bit for bit, deleting an earlier point places the
 later clicks again, reset, the 3D switch and slice range, what Finish learns from, and the worker thread.
 The same with the shipped network and real mouse clicks: test_thalamus_in_3d.py."""
@@ -17,20 +17,21 @@ from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
-from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
+from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig
+from InteractiveAdaptLib.interaction import FillOptions, JobKind
 from InteractiveAdaptLib.mrml.contour_interpolation import contour_interpolation
 
 
 class RecordingExecutor(InlineExecutor):
-    """Runs jobs at once and keeps their descriptions (what the progress bar shows)."""
+    """Runs jobs at once and keeps their kinds."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.descriptions: list[str] = []
+        self.kinds: list[JobKind] = []
 
-    def submit(self, fn, *args, description: str = "", **kwargs):
-        self.descriptions.append(description)
-        return super().submit(fn, *args, description=description, **kwargs)
+    def submit(self, fn, *args, kind: JobKind = JobKind.OTHER, **kwargs):
+        self.kinds.append(kind)
+        return super().submit(fn, *args, kind=kind, **kwargs)
 
 
 class Harness(ControllerHarness):
@@ -55,12 +56,12 @@ class Harness(ControllerHarness):
         self.place(view or self.k_view, kji, positive)
 
     def engine_mask(self, clicks, config: PropagationConfig | None = None) -> np.ndarray:
-        """What the engine's VolumeCase alone makes of these clicks on a fresh double (the reference)."""
+        """What the engine's case alone makes of these clicks on a fresh double (the reference)."""
         reference = ThresholdSessionDouble(disk=True)
-        reference.start_case(mrml.volume_array(self.mri.volume), self.geometry.spacing_kji, "target")
-        case = VolumeCase(reference, 0, contour_interpolation, config)
+        volume = mrml.volume_array(self.mri.volume)
+        case = reference.open_case(volume, self.geometry.spacing_kji, "target", contour_interpolation, config)
         for click in clicks:
-            case.click(click)
+            case.click(click, FillOptions(propagate=config.enabled if config else True))
         return case.mask.astype(np.uint8)
 
 
@@ -98,8 +99,8 @@ def test_a_click_fills_the_structure_in_one_block_write_and_says_so(harness, mri
     assert h.controller.confirmed == [seed[0]]
     assert h.status[-2].startswith("Segmented in ") and h.status[-2].endswith("filling in 3D...")
     assert f", {len(filled) - 1} slices filled in 3D by " in h.status[-1]
-    assert h.controller.last_fill_ms >= h.controller.last_wait_ms
-    assert {"Segmenting (positive click)", "Filling the structure in 3D"} <= set(h.executor.descriptions)
+    assert h.controller.last_click.fill_ms >= h.controller.last_click.slice_ms
+    assert {JobKind.SLICE, JobKind.FILL, JobKind.LEARN} <= set(h.executor.kinds)
 
 
 def test_undo_puts_back_the_segment_exactly_including_painting_the_filling_covered(harness, mri_scene, blob):
@@ -140,7 +141,7 @@ def test_deleting_an_earlier_point_places_the_later_clicks_again(harness, mri_sc
     np.testing.assert_array_equal(h.full(), h.engine_mask(later))
     assert h.controller.confirmed == sorted(c.index for c in later)
     assert h.status[-1] == "Removed a click; the 2 later clicks were placed again (2 left)."
-    assert "Removing the click; placing the later clicks again" in h.executor.descriptions
+    assert JobKind.REMOVE in h.executor.kinds
     # and the clicks placed again undo exactly, back to the segment before the case
     assert h.controller.undo_last() and h.controller.undo_last()
     np.testing.assert_array_equal(h.full(), before_case)
@@ -173,7 +174,7 @@ def test_filling_off_and_the_slice_range_apply_from_the_next_click(harness, mri_
     h.controller.fill_3d = False
     h.click(seed)
     assert k_slices(h.full()) == [k]  # only the clicked slice
-    assert "Segmenting (positive click)" in h.executor.descriptions
+    assert JobKind.SLICE in h.executor.kinds
     h.controller.undo_last()
     h.controller.fill_3d, h.controller.bounds = True, (k - 1, k + 1)
     h.click(seed)

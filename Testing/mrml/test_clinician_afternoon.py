@@ -87,7 +87,10 @@ class Clinician:
 
     def versions(self, structure: str) -> list[int]:
         self.workflow.select_structure(self.segment_named(structure))
-        return [version for _, version in self.workflow.version_choices()]
+        if not self.workflow.session_ready:  # a new Slicer run: the panel shows them once it is loaded
+            self.workflow.panel()
+            self.wait()
+        return [version for _, version in self.workflow.panel().versions]
 
     def segment_named(self, name: str) -> str:
         return next(sid for sid, n in self.workflow.structures() if n == name)
@@ -181,9 +184,11 @@ def test_an_afternoon_of_two_patients_and_three_structures(shipped_model_dir, tm
             view.fit_view_to_content()
         seg_a = w.segmentation
         assert seg_a.GetName() == "Patient A segmentation" and seg_a.GetDisplayNode() is not None
-        assert w.profile_summary().startswith("Add or choose the structure")
+        assert w.panel().profile.startswith("Add or choose the structure")
         assert w.add_structure("Hippocampus (L)") and w.profile == "Hippocampus"
-        assert w.version_choices() == [("Shipped base model", 0)]  # filled before any click
+        assert w.panel().profile == "Loading the network..."  # it starts loading on the worker
+        doctor.wait()
+        assert w.panel().versions == [("Shipped base model", 0)]  # filled before any click
         hippocampus_a = aal_mask(atlas_a, "Hippocampus_L")
         key, dices = doctor.click_until_good(red, hippocampus_a)
         assert dices[-1] >= 0.5, f"hippocampus in the Red view: Dice {dices}"
@@ -228,7 +233,7 @@ def test_an_afternoon_of_two_patients_and_three_structures(shipped_model_dir, tm
         assert seg_b.GetNodeReference(role) is patient_b and seg_a.GetNodeReference(role) is patient_a
         assert w.structures() == []
         assert w.add_structure("Hippocampus (R)") and w.profile == "Hippocampus"
-        assert w.version_choices()[0][1] == 1  # the profile A's case taught
+        assert w.panel().versions[0][1] == 1  # the profile A's case taught
         hippocampus_b = aal_mask(atlas_b, "Hippocampus_R")
         _, dices = doctor.click_until_good(red, hippocampus_b)
         np.testing.assert_array_equal(
@@ -242,21 +247,21 @@ def test_an_afternoon_of_two_patients_and_three_structures(shipped_model_dir, tm
 
         # ---- 3. Roll back the hippocampus only; rename a structure
         w.select_structure(doctor.segment_named("Hippocampus (R)"))
-        assert [v for _, v in w.version_choices()] == [2, 1, 0]
+        assert [v for _, v in w.panel().versions] == [2, 1, 0]
         assert w.rollback(1)
         doctor.wait()
         assert doctor.status[-1] == "'Hippocampus' rolled back to version 1.", doctor.status[-1]
-        assert w.profile_summary().startswith("'Hippocampus (R)' learns in profile 'Hippocampus'. Version 1 ")
+        assert w.panel().profile.startswith("'Hippocampus (R)' learns in profile 'Hippocampus'. Version 1 ")
         w.add_structure("Caudate (R)")
-        assert w.profile == "Caudate" and w.profile_summary().split(". ", 1)[1].startswith("Version 1 ")
+        assert w.profile == "Caudate" and w.panel().profile.split(". ", 1)[1].startswith("Version 1 ")
         w.select_structure(doctor.segment_named("Hippocampus (R)"))
         assert w.rename_structure("Amygdala (R)") and w.profile == "Amygdala"
-        assert w.version_choices() == [("Shipped base model", 0)]
-        assert "not adapted to site" in w.profile_summary()
+        assert w.panel().versions == [("Shipped base model", 0)]
+        assert "not adapted to site" in w.panel().profile
         versions_before_closing = {"Caudate (R)": doctor.versions("Caudate (R)")}
         w.select_structure(doctor.segment_named("Amygdala (R)"))
-        assert w.rename_structure("Hippocampus (R)") and [v for _, v in w.version_choices()] == [2, 1, 0]
-        hippocampus_summary = w.profile_summary()
+        assert w.rename_structure("Hippocampus (R)") and [v for _, v in w.panel().versions] == [2, 1, 0]
+        hippocampus_summary = w.panel().profile
 
         # ---- 4. Slicer closed and reopened: the same versions from the store
         doctor.close()
@@ -264,7 +269,7 @@ def test_an_afternoon_of_two_patients_and_three_structures(shipped_model_dir, tm
         w = doctor.workflow
         assert w.set_volume(patient_b)
         assert doctor.versions("Hippocampus (R)") == [2, 1, 0]
-        assert w.profile_summary() == hippocampus_summary  # still version 1 in use after the rollback
+        assert w.panel().profile == hippocampus_summary  # still version 1 in use after the rollback
         assert {name: doctor.versions(name) for name in versions_before_closing} == versions_before_closing
     finally:
         doctor.worker.shutdown(timeout=60)

@@ -139,8 +139,8 @@ def test_a_two_clicks_ten_slices_apart_give_one_connected_structure_between_them
     clicked_only = np.zeros_like(segment)
     clicked_only[[low, high]] = segment[[low, high]]
     assert dice(segment, doctor.truth) > dice(clicked_only, doctor.truth) + 0.3
-    assert doctor.workflow.confirmed_slices() == [low, high]
-    assert doctor.workflow.clicked_slices_text() == f"Clicked slices: {low}, {high}"
+    assert doctor.workflow.panel().clicked_slices == [low, high]
+    assert doctor.workflow.panel().clicked_slices_text == f"Clicked slices: {low}, {high}"
     assert doctor.status[-1].startswith("Segmented in ") and "slices filled in 3D by" in doctor.status[-1]
     assert doctor.status[-1].endswith("(2 clicks).")
 
@@ -160,7 +160,7 @@ def test_b_a_correction_on_the_middle_clicked_slice_changes_only_the_slices_betw
     after = doctor.segment()
     changed = slices_of(after != before)
     assert b in changed and changed.min() > a and changed.max() < c
-    assert doctor.workflow.confirmed_slices() == [a, b, c]
+    assert doctor.workflow.panel().clicked_slices == [a, b, c]
 
 
 def test_c_undo_puts_the_segment_back_exactly(clinician):
@@ -184,7 +184,7 @@ def test_c_undo_puts_the_segment_back_exactly(clinician):
     np.testing.assert_array_equal(doctor.segment(), after_first)
     doctor.undo()
     np.testing.assert_array_equal(doctor.segment(), before_case)
-    assert w.confirmed_slices() == [] and w.clicks == 0
+    assert w.panel().clicked_slices == [] and w.clicks == 0
 
 
 def test_d_filling_off_segments_the_clicked_slice_only_and_a_slice_range_bounds_the_filling(clinician):
@@ -237,7 +237,7 @@ def test_f_deleting_an_earlier_point_places_the_later_clicks_again(clinician):
     w.positive.RemoveNthControlPoint(0)  # the first point, not the newest
     doctor.wait()
     assert doctor.status[-1] == "Removed a click; the 1 later click was placed again (1 left)."
-    assert w.confirmed_slices() == [low + 8] and len(w.session().clicks) == 1
+    assert w.panel().clicked_slices == [low + 8] and len(w.session().clicks) == 1
     without_first = doctor.segment()
     # the same as if the first click had never been placed: undo, and click the second one alone
     doctor.undo()

@@ -108,8 +108,8 @@ def test_structures_are_added_by_name_stepped_and_renamed_each_with_its_own_prof
     assert w.add_structure("HIPPOCAMPUS (l)") and w.structure_name == "Hippocampus (L)"  # no duplicate
     assert len(w.structures()) == 2
     assert w.rename_structure("Amygdala (L)") and w.profile == "Amygdala"
-    assert "'Amygdala (L)' learns in profile 'Amygdala'" in w.profile_summary()
-    assert w.version_choices() == [("Shipped base model", 0)]
+    assert "'Amygdala (L)' learns in profile 'Amygdala'" in w.panel().profile
+    assert w.panel().versions == [("Shipped base model", 0)]
     with pytest.raises(CaseStateError):
         w.add_structure("   ")
     assert panel.questions == []  # no clicks, nothing to ask
@@ -221,17 +221,17 @@ def test_the_3d_switch_and_slice_range_reach_the_case_and_the_clicked_slices_are
     w = panel.open_structure("Brain")
     k_view = next(v for v, axis in mri_scene.spec.view_axis.items() if axis == 0)
     seed = tuple(np.array(TARGET_KJI)[list(mri_scene.spec.transpose)])  # (k, j, i) of this geometry
-    assert w.confirmed_slices() == [] and w.clicked_slices_text() == "Clicked slices: none yet."
+    assert w.panel().clicked_slices == [] and w.panel().clicked_slices_text == "Clicked slices: none yet."
     w.set_fill(False, 0, 0)  # before any case: kept for the case that opens next
     assert panel.status[-1].startswith("3D filling is off: a click segments its own slice")
     panel.click(seed, view=k_view)
     controller = w.cases.controller
     assert controller.volume_mode and (controller.fill_3d, controller.bounds) == (False, (None, None))
-    assert w.confirmed_slices() == [seed[0]]
+    assert w.panel().clicked_slices == [seed[0]]
     panel.click((seed[0] + 2, *seed[1:]), view=k_view)
-    assert w.clicked_slices_text() == f"Clicked slices: {seed[0]}, {seed[0] + 2}"
+    assert w.panel().clicked_slices_text == f"Clicked slices: {seed[0]}, {seed[0] + 2}"
     w.undo()
-    assert w.confirmed_slices() == [seed[0]]
+    assert w.panel().clicked_slices == [seed[0]]
     w.set_fill(True, seed[0] - 1, seed[0] + 4)  # during the case: from the next click on
     assert (controller.fill_3d, controller.bounds) == (True, (seed[0] - 1, seed[0] + 4))
     assert panel.status[-1] == (
@@ -249,7 +249,7 @@ def test_the_3d_switch_and_slice_range_reach_the_case_and_the_clicked_slices_are
         w.set_fill(True, k_slices)
     assert controller.bounds == (3, None)  # a wrong range changes nothing
     w.finish(learn=False)
-    assert w.confirmed_slices() == [] and w.clicked_slices_text() == "Clicked slices: none yet."
+    assert w.panel().clicked_slices == [] and w.panel().clicked_slices_text == "Clicked slices: none yet."
 
 
 def test_volume_of_a_missing_file_or_4d_is_refused_before_anything_changes(mri_scene):
@@ -320,6 +320,6 @@ def test_the_network_loads_on_the_worker_once_while_the_gui_goes_on(mri_scene):
         assert w.session_ready and len(opened) == 1 and ready == [True]
         w.set_volume(mri_scene.volume)
         w.add_structure("Brain")
-        assert w.version_choices() == [("Shipped base model", 0)] and len(opened) == 1
+        assert w.panel().versions == [("Shipped base model", 0)] and len(opened) == 1
     finally:
         worker.shutdown(timeout=10)

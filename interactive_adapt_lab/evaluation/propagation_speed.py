@@ -3,7 +3,7 @@
 The shipped network on Colin27 (181 x 217 x 181 at 1 mm): one positive click at the centre of the
 brain's middle axial slice, propagation bounded to the 30 slices on each side (60 slices in all with
 the clicked one). The stop rule's thresholds are off so that every run covers all 60 slices (its
-checks still run and are timed); what is timed is the engine's `VolumeCase.click`, prediction of the
+checks still run and are timed); what is timed is the engine's `Case.click`, prediction of the
 clicked slice included, as the worker thread runs it in the module.
 """
 
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
-from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
-from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig
+from InteractiveAdaptLib.interaction import Click, FillOptions
 
 SLICES = 60
 # Every slice is filled: no area, intensity or extent stop (their checks are still computed).
@@ -41,15 +41,16 @@ def measure(repeats: int) -> dict:
     session = make_session(find_base_model_dir())
     runs = []
     for _ in range(repeats + 1):  # the first run warms up (allocations, caches) and is not counted
-        session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
-        case = VolumeCase(session, 0, None, THROUGH)
-        case.set_bounds(middle - SLICES // 2, middle + SLICES // 2 - 1)
+        case = session.open_case(
+            colin.image, colin.spacing_kji, "brain", normalized=True, propagation=THROUGH
+        )
+        options = FillOptions(bounds=(middle - SLICES // 2, middle + SLICES // 2 - 1))
         started = time.perf_counter()
-        case.click(Click(0, middle, float(row), float(col), True))
+        case.click(Click(0, middle, float(row), float(col), True), options)
         seconds = time.perf_counter() - started
         filled = int(case.mask.reshape(case.mask.shape[0], -1).any(axis=1).sum())
         runs.append({"seconds": round(seconds, 3), "slices_filled": filled})
-        session.finish_case(learn=False)
+        case.finish(None, learn=False)
     counted = runs[1:]
     seconds = [r["seconds"] for r in counted]
     return {

@@ -31,9 +31,10 @@ import numpy as np
 
 from interactive_adapt_lab.data.cases import aal_pair_split
 from interactive_adapt_lab.data.datasets import Domain, aal_pair, load_domain
+from InteractiveAdaptLib.engine.case import Case
 from InteractiveAdaptLib.engine.click_simulation import first_click, next_click
-from InteractiveAdaptLib.engine.volume_case import Interpolate, PropagationConfig, VolumeCase
-from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig
+from InteractiveAdaptLib.interaction import Click, FillOptions, Interpolator
 from InteractiveAdaptLib.mrml.contour_interpolation import TooFragmented, contour_interpolation
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,13 @@ class PerSlice:
     def __init__(self, session) -> None:
         self.session = session
 
-    def reset(self) -> None:
-        """A new case."""
+    def start(self, image: np.ndarray, spacing_kji, profile: str) -> None:
+        """A new case on a normalised volume."""
+        self.session.start_case(image, spacing_kji, profile, normalized=True)
+
+    def finish(self, learn: bool):
+        """End the case (the baselines never learn)."""
+        return self.session.finish_case(None, learn=False)
 
     def allowed(self, target: np.ndarray) -> np.ndarray:
         """The slices the user may click (all)."""
@@ -116,14 +122,15 @@ class FillBetween(PerSlice):
     the time for large structures such as the brain.
     """
 
-    def __init__(self, session, step: int, interpolate: Interpolate = contour_interpolation) -> None:
+    def __init__(self, session, step: int, interpolate: Interpolator = contour_interpolation) -> None:
         super().__init__(session)
         self.step, self.interpolate = step, interpolate
         self.name = f"fill-between-k{step}"
         self._clicked: np.ndarray | None = None  # the clicked slices' masks (empty elsewhere)
         self._filled: np.ndarray | None = None
 
-    def reset(self) -> None:
+    def start(self, image: np.ndarray, spacing_kji, profile: str) -> None:
+        super().start(image, spacing_kji, profile)
         self._clicked = self._filled = None
 
     def allowed(self, target: np.ndarray) -> np.ndarray:
@@ -152,26 +159,34 @@ class FillBetween(PerSlice):
 
 
 class ThreeD(PerSlice):
-    """The product's 3D case (engine/volume_case.py): a click segments its slice, and the structure's
-    3D mask follows by interpolation between clicked slices and propagation beyond them."""
+    """The product's 3D case (engine/case.py, with the slice network of engine/slice_propagation.py): a
+    click segments its slice, and the structure's 3D mask follows by interpolation between clicked
+    slices and propagation beyond them."""
 
     def __init__(
         self,
         session,
         config: PropagationConfig | None = None,
-        interpolate: Interpolate | None = contour_interpolation,
+        interpolate: Interpolator | None = contour_interpolation,
         name: str = "default",
     ) -> None:
         super().__init__(session)
         self.config, self.interpolate, self.name = config or PropagationConfig(), interpolate, name
-        self.case: VolumeCase | None = None
+        self.options = FillOptions(propagate=self.config.enabled)
+        self.case: Case | None = None
 
-    def reset(self) -> None:
-        self.case = VolumeCase(self.session, AXIS, self.interpolate, self.config)
+    def start(self, image: np.ndarray, spacing_kji, profile: str) -> None:
+        self.case = self.session.open_case(
+            image, spacing_kji, profile, self.interpolate, normalized=True, propagation=self.config
+        )
 
     def click(self, click: Click, shown: np.ndarray) -> np.ndarray:
-        self.case.click(click)
+        self.case.click(click, self.options)
         return self.case.mask.copy()
+
+    def finish(self, learn: bool):
+        """Accept the 3D result as shown: with `learn`, PI on the slices the product picks."""
+        return self.case.finish(None, learn=learn)
 
 
 def click_mode(seed: int) -> str:
@@ -197,8 +212,7 @@ def play_case(
     mode = click_mode(seed)
     allowed = method.allowed(target)
     shown = np.zeros(target.shape, bool)
-    method.session.start_case(image, spacing_kji, profile, normalized=True)
-    method.reset()
+    method.start(image, spacing_kji, profile)
     curve, compute = [], 0.0
     index = int(np.argmax(per_slice(target)))  # the largest cross-section
     click = first_click(np.take(target, index, AXIS), mode, rng)
@@ -217,8 +231,7 @@ def play_case(
         index = int(np.argmax(errors))
         click = next_click(np.take(shown, index, AXIS), np.take(target, index, AXIS), mode, rng)
     started = time.perf_counter()
-    accepted = method.case.accepted_slices() if learn else None
-    method.last_summary = method.session.finish_case(accepted=accepted, learn=learn)
+    method.last_summary = method.finish(learn)
     compute += time.perf_counter() - started
     curve += [curve[-1] if curve else 0.0] * (MAX_CLICKS - len(curve))  # nothing left to click: it stays
     return curve, compute

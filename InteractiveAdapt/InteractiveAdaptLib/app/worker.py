@@ -25,7 +25,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from InteractiveAdaptLib.interaction import JobKind
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,8 @@ class Job:
     """A unit of work waiting for, or running on, the worker thread."""
 
     id: int
-    description: str
+    kind: JobKind
+    description: str  # what the progress line shows (the kind's text unless given)
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
@@ -64,11 +67,9 @@ class Job:
         return self.cancel_event.is_set()
 
     @classmethod
-    def make(cls, job_id, fn, args, kwargs, description, on_done, owner, pass_cancel_event) -> Job:
+    def make(cls, job_id, fn, args, kwargs, kind, description, on_done, owner, pass_cancel_event) -> Job:
         """A job as both executors build it; with pass_cancel_event, `fn` also gets `cancel_event=`."""
-        job = cls(
-            job_id, description or getattr(fn, "__name__", "job"), fn, args, kwargs, on_done, owner=owner
-        )
+        job = cls(job_id, kind, description or kind.text, fn, args, kwargs, on_done, owner=owner)
         if pass_cancel_event:
             job.kwargs["cancel_event"] = job.cancel_event
         return job
@@ -79,7 +80,9 @@ class JobResult:
     """How a job ended. Exactly one of value / error is meaningful; `cancelled` jobs may carry neither."""
 
     job_id: int
+    kind: JobKind
     description: str
+    owner: Any = None
     value: Any = None
     error: BaseException | None = None
     traceback: str = ""
@@ -110,6 +113,33 @@ def _deliver(result: JobResult) -> None:
         log.exception("The callback of job %d (%s) failed", result.job_id, result.description)
 
 
+class Executor(Protocol):
+    """What the front ends and the click controller submit work to: the Worker (a thread), the
+    InlineExecutor (at once, in the caller's thread), or a wrapper around either (the web page's
+    FramesFirst). Results reach `on_done` on the thread that polls."""
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        kind: JobKind = JobKind.OTHER,
+        description: str = "",
+        on_done: ResultCallback | None = None,
+        pass_cancel_event: bool = False,
+        owner: Any = None,
+        **kwargs: Any,
+    ) -> Job: ...
+
+    def poll(self, max_results: int | None = None, wait_s: float = 0.0) -> list[JobResult]: ...
+
+    def tick(self, budget_s: float = TICK_BUDGET_S) -> int: ...
+
+    def cancel(self, *, job_ids: Iterable[int] | None = None, owner: Any = None) -> int: ...
+
+    @property
+    def busy(self) -> bool: ...
+
+
 class Worker:
     """A single worker thread with an ordered input queue and an output queue the main thread drains."""
 
@@ -134,6 +164,7 @@ class Worker:
         self,
         fn: Callable[..., Any],
         *args: Any,
+        kind: JobKind = JobKind.OTHER,
         description: str = "",
         on_done: ResultCallback | None = None,
         pass_cancel_event: bool = False,
@@ -142,13 +173,18 @@ class Worker:
     ) -> Job:
         """Queue `fn(*args, **kwargs)`; with pass_cancel_event it also receives `cancel_event=`.
 
+        `kind` says what the job is (code tells jobs apart by it); `description` is what the progress
+        line shows while it runs (the kind's text unless given).
+
         `owner` tags the job (any object, e.g. the controller of a case) so that `cancel(owner=...)`
         stops only that owner's jobs.
         """
         with self._lock:
             if self._closed:
                 raise RuntimeError("The worker has been shut down; no more jobs can be submitted.")
-            job = Job.make(next(self._ids), fn, args, kwargs, description, on_done, owner, pass_cancel_event)
+            job = Job.make(
+                next(self._ids), fn, args, kwargs, kind, description, on_done, owner, pass_cancel_event
+            )
             self._pending[job.id] = job
         self._inbox.put(job)
         if self.wake is not None and threading.get_ident() == self._main_thread:
@@ -272,7 +308,7 @@ class Worker:
                 self._running = None
 
     def _execute(self, job: Job) -> JobResult:
-        result = JobResult(job.id, job.description, on_done=job.on_done)
+        result = JobResult(job.id, job.kind, job.description, job.owner, on_done=job.on_done)
         if job.cancel_requested:
             result.cancelled = True
             log.debug("Job %d (%s) cancelled before it started", job.id, job.description)
@@ -307,6 +343,7 @@ class InlineExecutor:
         self,
         fn: Callable[..., Any],
         *args: Any,
+        kind: JobKind = JobKind.OTHER,
         description: str = "",
         on_done: ResultCallback | None = None,
         pass_cancel_event: bool = False,
@@ -314,8 +351,10 @@ class InlineExecutor:
         **kwargs: Any,
     ) -> Job:
         """Run `fn` now and call `on_done` with its result before returning."""
-        job = Job.make(next(self._ids), fn, args, kwargs, description, on_done, owner, pass_cancel_event)
-        result = JobResult(job.id, job.description)
+        job = Job.make(
+            next(self._ids), fn, args, kwargs, kind, description, on_done, owner, pass_cancel_event
+        )
+        result = JobResult(job.id, job.kind, job.description, owner)
         start = time.perf_counter()
         try:
             result.value = fn(*args, **job.kwargs)

@@ -4,7 +4,7 @@ The mask is the structure in 3D, as the Slicer module fills it: each clicked sli
 shows its prediction, and the structure is propagated slice by slice beyond the clicked slices (until it
 ends) and between them from both sides. The command runs without Slicer, so it fills between clicked
 slices by propagation, not by the contour interpolation the module uses there. A click on a J or I slice
-shows that slice's prediction on top. With --per-slice only the clicked slices are segmented.
+shows that slice's prediction on top.
 
 clicks.json:
     {"profile": "Grey matter",
@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
-from InteractiveAdaptLib.engine.volume_case import VolumeCase
 from InteractiveAdaptLib.errors import InvalidClickError
 from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_volume
@@ -73,33 +72,20 @@ def segment(
     user: str | None,
     series_uid: str | None = None,
     working_spacing_mm: float = 1.0,
-    per_slice: bool = False,
 ) -> tuple[int, int | None]:
-    """Run the clicks through a session and write the mask volume: the structure filled in 3D along the
-    K axis (propagation, no Slicer needed), or only the clicked slices with `per_slice`. Returns (voxels,
-    saved version); learning uses the same slices as the module (VolumeCase.accepted_slices)."""
+    """Run the clicks through the engine's case and write the mask volume: the structure filled in 3D
+    along the K axis (propagation from both sides between clicked slices: no Slicer needed). Returns
+    (voxels, saved version); learning takes the same slices as the module does."""
     volume = read_volume(image, series_uid=series_uid)
     profile, clicks = parse_clicks(clicks_file)
     config = SessionConfig(autosave=learn, target_spacing_mm=working_spacing_mm)
     session = InteractiveSession(load_base_model(model_dir), config, store, site, user)
-    session.start_case(volume.array, volume.spacing_kji, profile)
-    mask = np.zeros(volume.array.shape, np.uint8)
-    if per_slice:
-        for click in clicks:
-            shown = session.add_click(click)
-            session.learn_pending()
-            key = [slice(None)] * 3
-            key[shown.axis] = shown.index
-            mask[tuple(key)] = shown.mask
-        accepted = None  # the predictions of the clicked slices
-    else:
-        case = VolumeCase(session, axis=0, interpolate=None)
-        for click in clicks:
-            case.click(click)
-            session.learn_pending()
-        mask = case.mask.astype(np.uint8)
-        accepted = case.accepted_slices(mask) if learn else None
-    summary = session.finish_case(accepted, learn=learn)
+    case = session.open_case(volume.array, volume.spacing_kji, profile)
+    for click in clicks:
+        case.click(click)
+        case.learn_pending()
+    mask = case.mask.astype(np.uint8)
+    summary = case.finish(mask, learn=learn)
     write_volume(Volume(mask, volume.ijk_to_ras), output)
     return int(mask.sum()), summary.version
 
@@ -130,11 +116,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         metavar="MM",
         help="pixel size the network sees (1 mm for human anatomy, 0.5 for small anatomy such as animals)",
-    )
-    p.add_argument(
-        "--per-slice",
-        action="store_true",
-        help="segment only the clicked slices (default: the structure in 3D, propagated from them)",
     )
     p.set_defaults(func=_segment_command)
 
@@ -167,7 +148,6 @@ def _segment_command(args) -> int:
         args.user,
         args.series_uid,
         args.working_spacing,
-        args.per_slice,
     )
     print(f"wrote {args.output} ({voxels} voxels segmented)")
     if version is not None:

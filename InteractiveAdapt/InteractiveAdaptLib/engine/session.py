@@ -16,14 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter, Snapshot
+from InteractiveAdaptLib.engine.case import Case
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
 from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.engine.normalization import normalize_intensity
 from InteractiveAdaptLib.engine.predictor import Predictor, PreparedSlice
+from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig, SlicePropagation
 from InteractiveAdaptLib.engine.slicing import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
-from InteractiveAdaptLib.interaction import CaseSummary, Click, SliceKey, SlicePrediction
+from InteractiveAdaptLib.interaction import CaseSummary, Click, Interpolator, SliceKey, SlicePrediction
 from InteractiveAdaptLib.model.base_model import BaseModel, load_weights_into
 from InteractiveAdaptLib.store.names import profile_name
 from InteractiveAdaptLib.store.profile_store import ProfileStore, VersionInfo
@@ -215,7 +217,7 @@ class InteractiveSession:
             SiteStoreError: as `saved_versions`.
         """
         choices = [
-            (f"Version {i.version} ({i.created[:10]}, {i.cases_learned} cases)", i.version)
+            (f"Version {i.version} ({i.created[:10]}, {_count(i.cases_learned, 'case')})", i.version)
             for i in self.saved_versions(profile)
         ]
         return choices + [("Shipped base model", 0)]
@@ -239,7 +241,7 @@ class InteractiveSession:
         saved = info.created[:16].replace("T", " ")
         return (
             f"Version {info.version} of site '{self.site}', profile '{store.profile}': learned from "
-            f"{info.cases_learned} cases and {info.clicks_learned} clicks, saved {saved} UTC "
+            f"{_count(info.cases_learned, 'case')} and {_count(info.clicks_learned, 'click')}, saved {saved} UTC "
             f"(adapted from '{model}')."
         )
 
@@ -339,6 +341,28 @@ class InteractiveSession:
         # Reset, "don't learn from this case" and case-local MI all return to these weights.
         self._case_start = self.adapter.snapshot()
 
+    def open_case(
+        self,
+        volume: np.ndarray,
+        spacing_kji: tuple[float, float, float],
+        profile: str,
+        interpolate: Interpolator | None = None,
+        normalized: bool = False,
+        propagation: PropagationConfig | None = None,
+    ) -> Case:
+        """Start a case (as `start_case`) and return the object that owns it from its first click to
+        its finish: every front end drives the case through it.
+
+        Args:
+            interpolate: fills the slices between clicked slices (None: propagation from both sides).
+            propagation: how a slice's result travels to the next slices (None: the product's).
+
+        Raises:
+            As `start_case`.
+        """
+        self.start_case(volume, spacing_kji, profile, normalized=normalized)
+        return Case(self, lambda: SlicePropagation(self, 0, interpolate, propagation))
+
     def _require_case(self) -> None:
         if self._volume is None:
             raise CaseStateError("No case is open. Choose a volume and start a case first.")
@@ -377,6 +401,19 @@ class InteractiveSession:
             image = extract_slice(self._volume, *key)
             self._prepared[key] = self.predictor.prepare(image, in_plane_spacing(self._spacing, key[0]))
         return self._prepared[key]
+
+    def predict_slice(self, key: SliceKey, clicks: list[tuple[float, float, bool]]) -> np.ndarray:
+        """The mask the network gives slice `key` of the open case for these (row, col, positive)
+        clicks, without recording them (the 3D propagation's pseudo-clicks).
+
+        Returns:
+            A uint8 mask on the slice's own grid.
+
+        Raises:
+            InvalidClickError: the axis is not 0, 1 or 2, or the index is outside the volume.
+        """
+        prepared = self.prepared_slice(key)
+        return self.predictor.to_native(self.predictor.logits(prepared, clicks), prepared)
 
     def slice_clicks(
         self, key: SliceKey, clicks: list[Click] | None = None
@@ -532,40 +569,6 @@ class InteractiveSession:
         self._predictions[key] = entry.previous_mask
         return SlicePrediction(key[0], key[1], entry.previous_mask, 0.0)
 
-    def remove_click(self, n: int) -> SlicePrediction | None:
-        """Remove click `n` (0-based) and predict its slice again without it; the weights stay.
-
-        The last click is undone instead (see `undo`: its MI step is undone too). Otherwise the
-        pending MI step runs first.
-
-        Returns:
-            The slice's new mask, or None when no click is left on that slice.
-
-        Raises:
-            CaseStateError: no case is open, or it has no click `n`.
-        """
-        self._require_case()
-        if not 0 <= n < len(self._clicks):
-            raise CaseStateError(f"There is no click number {n + 1} in this case.")
-        if n == len(self._clicks) - 1:
-            return self.undo()
-        self.learn_pending()
-        removed = self._clicks.pop(n)
-        self._recycle(e for e in self._undo if e.click is removed)
-        self._undo = deque(e for e in self._undo if e.click is not removed)
-        key = (removed.axis, removed.index)
-        remaining = self.slice_clicks(key)
-        if not remaining:
-            self._predictions.pop(key, None)
-            self._hints.pop(key, None)
-            return None
-        started = time.perf_counter()
-        prepared = self.prepared_slice(key)
-        clicks = self._hints.get(key, []) + remaining
-        mask = self.predictor.to_native(self.predictor.logits(prepared, clicks), prepared)
-        self._predictions[key] = mask
-        return SlicePrediction(key[0], key[1], mask, (time.perf_counter() - started) * 1000)
-
     def prediction(self, axis: int, index: int) -> np.ndarray | None:
         """The mask now shown on one slice of the open case.
 
@@ -696,3 +699,8 @@ class InteractiveSession:
         )
         self.version = info.version
         return info.version
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 case', '2 cases'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

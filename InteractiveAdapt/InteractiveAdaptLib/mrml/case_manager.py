@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from InteractiveAdaptLib.errors import CaseStateError
-from InteractiveAdaptLib.interaction import CaseSession
+from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.click_controller import ClickController, ErrorCallback, StatusCallback
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
 from InteractiveAdaptLib.mrml.segments import (
@@ -124,9 +124,7 @@ class CaseManager:
         if self.controller is None:
             raise CaseStateError("There is no case to start again: choose the volume and segment first.")
         self.executor.submit(
-            self.session.restart_profile_from_base,
-            self.profile,
-            description="Starting the profile again from the shipped model",
+            self.session.restart_profile_from_base, self.profile, kind=JobKind.RESTART_PROFILE
         )
         self.controller.start_case()
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
-from InteractiveAdaptLib.interaction import CaseSession
+from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError, InvalidClickError
+from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
+from InteractiveAdaptLib.mrml.panel_state import PanelState
 from InteractiveAdaptLib.mrml.point_placer import PointPlacer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
@@ -64,13 +65,14 @@ class Workflow:
         self.executor = executor
         self.settings = settings
         self.cases = CaseManager(executor, open_session)
-        self._ask, self._status, self._error = ask, on_status, on_error
+        self._ask, self._on_status, self._error = ask, on_status, on_error
         self.volume: Any = None
         self.segmentation: Any = None
         self.segment_id = ""
         self.positive: Any = None
         self.negative: Any = None
         self.placer = PointPlacer()
+        self.status = ""  # the newest status line
         self._preloading = False
         self.fill_3d = True  # propagate each click's result beyond the clicked slices
         self.slice_range: tuple[int | None, int | None] = (None, None)  # K slices it stays within
@@ -179,24 +181,52 @@ class Workflow:
             return ""
         return segment_profile(self.segmentation, self.segment_id)
 
-    def profile_summary(self) -> str:
-        """One line on what the structure's profile has learned, for the panel."""
+    def panel(self, engine_installed: bool = True, on_ready: Callable[[], None] | None = None) -> PanelState:
+        """The panel's state now. With a structure chosen and the network not loaded yet, its loading
+        starts (on the worker) and the profile line says so; `on_ready` runs once it is loaded (ask
+        again then).
+
+        Args:
+            engine_installed: False when the engine's packages are not installed yet (the profile and
+                its versions show once they are).
+            on_ready: called (on the main thread) when the network this call started loading is ready.
+
+        Returns:
+            Patient, structures, the profile's line and versions, clicked slices, clicks, placing,
+            the worker's progress, the status line and the newest click's wait.
+        """
+        controller = self.cases.controller
+        state = PanelState(
+            patient=node_name(self.volume) if self.volume is not None else "",
+            structures=self.structures(),
+            structure_id=self.segment_id,
+            clicked_slices=list(controller.confirmed) if controller is not None else [],
+            clicks=self.clicks,
+            placing=self.placing,
+            busy=bool(self.executor.busy),
+            progress=getattr(self.executor, "current_description", ""),
+            status=self.status,
+            last_click=controller.last_click if controller is not None else None,
+        )
         if self.volume is None:
-            return "Choose the MRI volume, then add the structure to segment."
-        if not self.segment_id:
-            return (
+            state.profile = "Choose the MRI volume, then add the structure to segment."
+        elif not self.segment_id:
+            state.profile = (
                 "Add or choose the structure to segment: its name picks what the network has learned for it."
             )
-        session = self.session()
-        return (
-            f"'{self.structure_name}' learns in profile '{self.profile}'. {session.provenance(self.profile)}"
-        )
-
-    def version_choices(self) -> list[tuple[str, int]]:
-        """The structure's saved versions (newest first), then the shipped base model."""
-        if not self.segment_id:
-            return []
-        return self.session().version_choices(self.profile)
+        elif not engine_installed:
+            state.profile = "Versions show once PyTorch is installed (press a point button)."
+        elif not self.session_ready and (self.preload_session(on_ready) or not self.session_ready):
+            state.profile = "Loading the network..."  # ready at once with an inline executor (tests, CLI)
+        else:
+            try:
+                session = self.session()
+                provenance = session.provenance(self.profile)
+                state.versions = session.version_choices(self.profile)
+            except InteractiveAdaptError as error:
+                provenance = str(error)
+            state.profile = f"'{self.structure_name}' learns in profile '{self.profile}'. {provenance}"
+        return state
 
     def session(self) -> CaseSession:
         """The engine session for the current settings (opened on first use)."""
@@ -221,7 +251,7 @@ class Workflow:
 
         if not (self.session_ready or self._preloading):
             self._preloading = True
-            self.executor.submit(self.session, description="Loading the network", on_done=done)
+            self.executor.submit(self.session, kind=JobKind.LOAD_NETWORK, on_done=done)
 
     # ------------------------------------------------------------ clicks
 
@@ -269,22 +299,6 @@ class Workflow:
         else:
             within = ""
         self._status(f"{how}{within} (from the next click).")
-
-    def confirmed_slices(self) -> list[int]:
-        """The slices of the volume's K axis clicked in the open case, in order."""
-        controller = self.cases.controller
-        if controller is None:
-            return []
-        if controller.volume_mode:
-            return list(controller.confirmed)
-        return sorted({r.click.index for r in controller.records if r.click.axis == 0})
-
-    def clicked_slices_text(self) -> str:
-        """The clicked slices for the panel, e.g. 'Clicked slices: 42, 50, 61'."""
-        slices = self.confirmed_slices()
-        if not slices:
-            return "Clicked slices: none yet."
-        return "Clicked slices: " + ", ".join(str(n) for n in slices)
 
     def _apply_fill(self) -> None:
         controller = self.cases.controller
@@ -370,9 +384,7 @@ class Workflow:
             if on_done is not None:
                 on_done(result)
 
-        self.executor.submit(
-            session.rollback, profile, int(version), description="Rolling back the model", on_done=done
-        )
+        self.executor.submit(session.rollback, profile, int(version), kind=JobKind.ROLLBACK, on_done=done)
         return True
 
     def export_site(self, path: str) -> None:
@@ -384,7 +396,13 @@ class Workflow:
             else:
                 self._status("Export cancelled." if result.cancelled else f"Site exported to {path}.")
 
-        self.executor.submit(self.session().export_site, path, description="Exporting the site", on_done=done)
+        self.executor.submit(self.session().export_site, path, kind=JobKind.EXPORT, on_done=done)
+
+    def restart_profile_from_base(self) -> None:
+        """After the user agreed: the structure's profile, learned from another base model, starts again
+        from the shipped one (its old versions stay listed), and the case starts again."""
+        self.cases.restart_profile_from_base()
+        self._status("Learning starts again from the shipped model; its old versions stay listed.")
 
     def close(self) -> None:
         """The scene is closing: end the case without learning and forget its nodes."""
@@ -393,6 +411,10 @@ class Workflow:
         self.segment_id = ""
 
     # ------------------------------------------------------------ helpers
+
+    def _status(self, text: str) -> None:
+        self.status = text
+        self._on_status(text)
 
     def _may_drop_clicks(self, action: str) -> bool:
         n = self.clicks

@@ -1,5 +1,7 @@
-"""A structure in 3D from clicks on a few slices (engine/volume_case.py): real Colin27 structures, the
-shipped network, ITK's contour interpolation (Slicer's vtkITK) between clicked slices."""
+"""One case from its first click to its finish (engine/case.py, with the slice network of
+engine/slice_propagation.py behind it): a structure in 3D from clicks on a few slices, on real Colin27
+structures with the shipped network and ITK's contour interpolation (Slicer's vtkITK) between clicked
+slices; undo, removing a click, reset and what the finish learns from."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from scipy import ndimage
 
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
-from InteractiveAdaptLib.engine.volume_case import PropagationConfig, VolumeCase
+from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig
 from InteractiveAdaptLib.errors import CaseStateError, WeightsError
-from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.interaction import Click, FillOptions, Removal
 from InteractiveAdaptLib.model.base_model import load_base_model
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml.contour_interpolation import MAX_PIECES, TooFragmented, contour_interpolation
@@ -37,8 +39,9 @@ def open_case(
         AdaptationConfig() if learn else AdaptationConfig(mid_interaction=False, post_interaction=False)
     )
     session = InteractiveSession(base, SessionConfig(adaptation=adaptation))
-    session.start_case(colin.image, colin.spacing_kji, "thalamus", normalized=True)
-    return VolumeCase(session, 0, interpolate, config)
+    return session.open_case(
+        colin.image, colin.spacing_kji, "thalamus", interpolate, normalized=True, propagation=config
+    )
 
 
 def centre_click(truth: np.ndarray, index: int, positive: bool = True) -> Click:
@@ -80,7 +83,8 @@ def test_one_click_propagates_beyond_it_and_stops_near_the_structure(thalamus):
     reached = structure_slices(case.mask)
     assert reached[0] < middle < reached[-1]  # both ways
     assert reached[0] >= slices[0] - 10 and reached[-1] <= slices[-1] + 10  # it stops (not 181 slices)
-    assert update.first <= reached[0] and reached[-1] <= update.last
+    first, last = update.slice_range
+    assert first <= reached[0] and reached[-1] <= last
 
 
 def test_a_correction_re_propagates_only_up_to_the_next_confirmed_slices(thalamus):
@@ -94,7 +98,8 @@ def test_a_correction_re_propagates_only_up_to_the_next_confirmed_slices(thalamu
     rows, cols = np.nonzero(truth[b])
     # A negative click on the near edge of the structure in slice b: b and the gaps next to it change.
     update = case.click(Click(0, b, float(rows.min()), float(cols[np.argmin(rows)]), False))
-    assert (update.first, update.last) == (a + 1, c - 1)
+    first, last = update.slice_range
+    assert a < first <= b <= last < c  # within the gaps next to b
     np.testing.assert_array_equal(case.mask[: a + 1], before[: a + 1])
     np.testing.assert_array_equal(case.mask[c:], before[c:])
     assert not np.array_equal(case.mask[b], before[b])
@@ -124,7 +129,7 @@ def test_undo_restores_the_3d_mask_and_the_weights_bit_for_bit(thalamus):
     for click in clicks:  # 10 clicks: past the 8 weight snapshots the session keeps
         history.append((case.mask.copy(), state(case.session)))
         case.click(click)
-        case.session.learn_pending()
+        case.learn_pending()
     for mask, weights in reversed(history):
         case.undo()
         np.testing.assert_array_equal(case.mask, mask)
@@ -152,16 +157,15 @@ def test_a_click_in_another_orientation_is_shown_and_undone(thalamus):
 def test_propagation_can_be_switched_off_and_bounded(thalamus):
     colin, truth = thalamus
     middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
-    off = open_case(colin, config=PropagationConfig(enabled=False))
-    off.click(centre_click(truth, middle))
+    off = open_case(colin)
+    off.click(centre_click(truth, middle), FillOptions(propagate=False))
     assert list(structure_slices(off.mask)) == [middle]  # the clicked slice only
     bounded = open_case(colin)
-    bounded.set_bounds(middle - 2, middle + 3)
-    bounded.click(centre_click(truth, middle))
+    bounded.click(centre_click(truth, middle), FillOptions(bounds=(middle - 2, middle + 3)))
     reached = structure_slices(bounded.mask)
     assert reached[0] >= middle - 2 and reached[-1] <= middle + 3 and len(reached) > 1
     with pytest.raises(CaseStateError, match="empty"):
-        bounded.set_bounds(10, 5)
+        bounded.click(centre_click(truth, middle + 1), FillOptions(bounds=(10, 5)))
 
 
 def test_slices_the_interpolator_cannot_fill_are_propagated_instead(thalamus):
@@ -194,14 +198,19 @@ def test_the_accepted_slices_are_the_clicked_ones_then_filled_ones_within_the_bu
     clicked = [int(slices[round(f * (len(slices) - 1))]) for f in (0.3, 0.7)]
     for index in clicked:
         case.click(centre_click(truth, index))
-    accepted = case.accepted_slices()
+    accepted = case.learning_slices(case.mask)
     assert len(accepted) == 6 and {(0, k) for k in clicked} <= set(accepted)
     assert all(mask.any() for mask in accepted.values())
     edited = case.mask.copy()
     edited[clicked[0]] = False  # the user erased a slice before accepting: the segment counts
-    assert not case.accepted_slices(edited)[(0, clicked[0])].any()
+    assert not case.learning_slices(edited)[(0, clicked[0])].any()
     with pytest.raises(CaseStateError, match="shape"):
-        case.accepted_slices(edited[1:])
+        case.learning_slices(edited[1:])
+    painted = edited.copy()
+    far = int(slices[-1])
+    painted[far, 100:104, 80:84] = True  # painted without a click, far from the clicked slices
+    learned = case.learning_slices(painted, expected=edited)
+    assert (0, far) in learned and learned[(0, far)].sum() >= 16
 
 
 def test_a_negative_click_on_a_propagated_slice_corrects_it_instead_of_emptying_it(thalamus):
@@ -226,12 +235,79 @@ def test_the_clicked_slice_can_be_shown_before_the_filling_with_the_same_result(
     at_once = open_case(colin)
     at_once.click(centre_click(truth, middle))
     in_two = open_case(colin)
-    update = in_two.click(centre_click(truth, middle), fill=False)
-    assert (update.first, update.last) == (middle, middle)
+    update = in_two.click(centre_click(truth, middle), fill_now=False)
+    assert update.slice_range == (middle, middle) and update.filled == 0
     assert list(structure_slices(in_two.mask)) == [middle]  # only the clicked slice so far
-    in_two.fill_pending()
+    filled = in_two.fill()
+    assert filled.filled > 0
     np.testing.assert_array_equal(in_two.mask, at_once.mask)
-    assert in_two.fill_pending().first > in_two.fill_pending().last  # nothing left to fill
-    in_two.click(centre_click(truth, middle + 3), fill=False)
+    assert in_two.fill().blocks == []  # nothing left to fill
+    in_two.click(centre_click(truth, middle + 3), fill_now=False)
     in_two.undo()  # the pending filling goes with its click
     np.testing.assert_array_equal(in_two.mask, at_once.mask)
+
+
+def test_the_case_result_is_the_network_result_after_every_step(thalamus):
+    """The case writes only what its network reports as changed: after clicks in two orientations,
+    fills, undo and removal, the result shown is the slice network's own mask."""
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    case = open_case(colin)
+    ks, js, is_ = np.nonzero(truth)
+    clicks = [
+        centre_click(truth, int(slices[len(slices) // 2])),
+        Click(1, int(np.median(js)), float(np.median(ks)), float(np.median(is_)), True),
+        centre_click(truth, int(slices[len(slices) // 5])),
+        centre_click(truth, int(slices[4 * len(slices) // 5]), positive=False),
+    ]
+    for n, click in enumerate(clicks):
+        case.click(click, fill_now=n % 2 == 0)
+        np.testing.assert_array_equal(case.mask, case.network.mask)
+    case.fill()
+    np.testing.assert_array_equal(case.mask, case.network.mask)
+    case.undo()
+    np.testing.assert_array_equal(case.mask, case.network.mask)
+    case.remove(clicks[0])
+    np.testing.assert_array_equal(case.mask, case.network.mask)
+
+
+def test_removing_an_earlier_click_places_the_later_ones_again(thalamus):
+    colin, truth = thalamus
+    slices = structure_slices(truth)
+    low, middle, high = (int(slices[round(f * (len(slices) - 1))]) for f in (0.25, 0.5, 0.75))
+    case = open_case(colin, learn=True)
+    clicks = [centre_click(truth, index) for index in (middle, low, high)]
+    for click in clicks:
+        case.click(click)
+        case.learn_pending()
+    removal = case.remove(clicks[1])
+    assert removal.kind is Removal.REDONE and [u.click for u in removal.redone] == [clicks[2]]
+    assert case.clicks == [clicks[0], clicks[2]] and removal.confirmed == sorted([middle, high])
+    reference = open_case(colin, learn=True)
+    for click in (clicks[0], clicks[2]):  # the same case without the removed click
+        reference.click(click)
+        reference.learn_pending()
+    np.testing.assert_array_equal(case.mask, reference.mask)
+    assert case.remove(clicks[2]).kind is Removal.UNDONE
+    assert case.remove(clicks[2]).kind is Removal.ABSENT
+
+
+def test_reset_keeps_the_case_open_and_finish_ends_it(thalamus):
+    colin, truth = thalamus
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    case = open_case(colin, learn=True)
+    before = state(case.session)
+    case.click(centre_click(truth, middle))
+    case.learn_pending()
+    case.click(centre_click(truth, middle, positive=False))
+    case.learn_pending()
+    case.reset()
+    assert case.open and case.clicks == [] and not case.mask.any() and case.confirmed_slices == []
+    assert all(torch.equal(x, y) for x, y in zip(state(case.session), before, strict=True))
+    case.click(centre_click(truth, middle))
+    summary = case.finish(case.mask, learn=True)
+    assert summary.clicks == 1 and summary.slices_learned >= 1 and not case.open
+    with pytest.raises(CaseStateError, match="ended"):
+        case.click(centre_click(truth, middle))
+    with pytest.raises(CaseStateError, match="ended"):
+        case.finish(None)

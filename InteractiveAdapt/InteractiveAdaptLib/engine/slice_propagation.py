@@ -1,6 +1,7 @@
-"""One structure in one volume: its 3D mask from clicks on a few slices.
+"""The slice network behind a case (interaction.CaseNetwork): the structure's 3D mask from clicks on a
+few slices, made by the 2D click network one slice at a time.
 
-The session predicts each clicked slice from its clicks; this object turns those slices into the
+The session predicts each clicked slice from its clicks; this adapter turns those slices into the
 structure's 3D mask along one axis (the *propagation axis*, the volume's K axis by default):
 - a clicked slice of that axis is *confirmed*: it shows its prediction;
 - the slices between two non-empty confirmed slices are filled by contour interpolation (an injected
@@ -10,13 +11,16 @@ structure's 3D mask along one axis (the *propagation axis*, the volume's K axis 
 - an empty confirmed slice (a negative click removed everything there) bounds the structure.
 A click fills again only the gaps next to its slice, up to the next confirmed slices. A click on a
 slice of another axis is honoured: that slice shows its own prediction, on top of the rest.
-Undo restores the 3D mask bit for bit (the session restores the weights).
+Undo restores the 3D mask bit for bit (the session restores the weights). The adapter keeps the mask it
+made (the propagation axis' result and the other axes' slices apart), and answers the case with the
+slices that changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,11 +28,8 @@ from scipy import ndimage
 
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.errors import CaseStateError
-from InteractiveAdaptLib.interaction import Click, SliceKey
+from InteractiveAdaptLib.interaction import Block, Click, FillOptions, Interpolator, SliceKey
 
-# (sparse mask, axis) -> the mask with the slices between labelled ones filled; raises ValueError
-# when it cannot fill them (the case then propagates instead).
-Interpolate = Callable[[np.ndarray, int], np.ndarray]
 PseudoClicks = list[tuple[float, float, bool]]
 
 
@@ -75,17 +76,19 @@ class _Entry:
     other: tuple[SliceKey, np.ndarray | None] | None  # an other-axis slice's mask before the click
 
 
-class VolumeCase:
-    """The 3D mask of the open case of `session` (an InteractiveSession), kept up to date click by click.
+class SlicePropagation:
+    """The 3D mask of the open case of `session` (an InteractiveSession), kept up to date click by click
+    by the session's 2D network. The engine's Case drives it (interaction.CaseNetwork); the benchmarks
+    and tests of the propagation itself may drive `click_slice`/`fill_pending`/`undo_click` directly.
 
-    Create it after `session.start_case`; drive the clicks through it, not the session.
+    Create it after `session.start_case`.
     """
 
     def __init__(
         self,
         session,
         axis: int = 0,
-        interpolate: Interpolate | None = None,
+        interpolate: Interpolator | None = None,
         config: PropagationConfig | None = None,
     ) -> None:
         if not session.case_open:
@@ -130,10 +133,10 @@ class VolumeCase:
     def _slices(self) -> np.ndarray:
         return np.moveaxis(self._own, self.axis, 0)  # a view: writing it writes the result
 
-    def click(self, click: Click, fill: bool = True) -> VolumeUpdate:
+    def click_slice(self, click: Click, fill: bool = True) -> VolumeUpdate:
         """Predict the click's slice (session) and update the 3D mask around it. With `fill` False only
         the clicked slice changes now and `fill_pending` fills around it later (the module shows the
-        slice first); the next click or undo fills or drops what is pending."""
+        slice first); the next click fills what is pending, an undo drops it."""
         self.fill_pending()
         started = time.perf_counter()
         key = click.slice_key
@@ -175,7 +178,7 @@ class VolumeCase:
         entry = self._history[-1]
         return VolumeUpdate(entry.first, entry.last, (time.perf_counter() - started) * 1000)
 
-    def undo(self) -> VolumeUpdate:
+    def undo_click(self) -> VolumeUpdate:
         """Undo the last click: the 3D mask as it was before it, bit for bit; the session undoes the
         click and its learning."""
         if not self._history:
@@ -263,9 +266,7 @@ class VolumeCase:
         n, previous = source + direction, mask
         while first <= n <= last and abs(n - source) <= max_steps:
             pseudo = pseudo_clicks(previous)
-            prepared = session.prepared_slice((self.axis, n))
-            logits = session.predictor.logits(prepared, pseudo)
-            new = (session.predictor.to_native(logits, prepared) > 0) & ndimage.binary_dilation(
+            new = (session.predict_slice((self.axis, n), pseudo) > 0) & ndimage.binary_dilation(
                 previous, iterations=grow
             )
             if (
@@ -278,6 +279,52 @@ class VolumeCase:
                 return
             yield n, new, pseudo
             n, previous = n + direction, new
+
+    # ------------------------------------------------------------ interaction.CaseNetwork
+
+    def click(self, clicks: Sequence[Click], current: np.ndarray, options: FillOptions) -> list[Block]:
+        """The newest of `clicks` on its slice (the filling waits for `fill`): the slices that changed."""
+        pending = self.fill(current, options)  # a filling not asked for yet is done before the next click
+        self.config = dataclasses.replace(self.config, enabled=bool(options.propagate))
+        self.set_bounds(*options.bounds)
+        click = clicks[-1]
+        before = self.mask.copy()
+        self.click_slice(click, fill=False)
+        if click.axis != self.axis:  # a slice of another orientation: only that slice changed
+            data = np.expand_dims(np.take(self.mask, click.index, click.axis), click.axis)
+            return pending + [Block(click.axis, click.index, data)]
+        return pending + self._changed(before, click.index)
+
+    def fill(self, current: np.ndarray, options: FillOptions) -> list[Block]:
+        """Fill around the newest click's slice: the slices that changed (none when nothing is pending)."""
+        before = self.mask.copy()
+        self.fill_pending()
+        return self._changed(before, None)
+
+    def undo(self, current: np.ndarray) -> list[Block]:
+        """Undo the newest click (the session undoes its learning): the slices that went back."""
+        before = self.mask.copy()
+        self.undo_click()
+        return self._changed(before, None)
+
+    def learning_slices(self, final: np.ndarray) -> dict[SliceKey, np.ndarray]:
+        """The slices post-interaction learning takes from `final` (see `accepted_slices`)."""
+        return self.accepted_slices(final)
+
+    def _changed(self, before: np.ndarray, include: int | None) -> list[Block]:
+        """The slices of the propagation axis that differ from `before` (and slice `include` whatever it
+        holds), as one block. The whole axis is compared (a few ms), so that nothing the adapter changed
+        can be left out of the segment; a slice it never filled keeps what the segment has."""
+        along_before, along_after = np.moveaxis(before, self.axis, 0), np.moveaxis(self.mask, self.axis, 0)
+        changed = list(
+            np.flatnonzero((along_before != along_after).reshape(len(along_after), -1).any(axis=1))
+        )
+        if include is not None:
+            changed.append(include)
+        if not changed:
+            return []
+        first, last = int(min(changed)), int(max(changed))
+        return [Block(self.axis, first, np.moveaxis(along_after[first : last + 1].copy(), 0, self.axis))]
 
     def accepted_slices(self, final: np.ndarray | None = None) -> dict[SliceKey, np.ndarray]:
         """The slices PI learns from when the case is accepted, with their masks from `final` (the
