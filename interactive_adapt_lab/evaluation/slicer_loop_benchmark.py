@@ -11,7 +11,7 @@ each case ends with Finish case (post-interaction learning) and the next case st
 structure.
 
 Figures: click (point defined) to mask written in the segment, as the controller reports it
-(`ClickController.last_wait_ms`); the GUI's longest stall (one main-thread callback: a timer tick, the
+(`ClickController.last_click`); the GUI's longest stall (one main-thread callback: a timer tick, the
 click itself, the Finish button) from a click until the next one, which includes its mid-interaction
 learning step, and from Finish case until its result is applied. Rendering is not included: there are
 no views here. A few clicks under the design before the GIL-aware timer (a plain poll every 50 ms)
@@ -205,11 +205,15 @@ class _BenchmarkRun:
                 clicked_at, lambda click=click: self._mouse_click(controller, *click), "mouse click"
             )
             before = len(controller.records)
-            controller.last_fill_ms = None
-            self._run_until(lambda n=before: len(controller.records) > n and controller.records[-1].applied)
-            wait_ms = controller.last_wait_ms
+            controller.last_click = None
+            self._run_until(
+                lambda n=before: len(controller.records) > n
+                and controller.records[-1].applied
+                and controller.last_click is not None
+            )
+            wait_ms = controller.last_click.slice_ms
             # The user looks at the structure once it is filled in 3D (the clicked slice comes first).
-            self._run_until(lambda: controller.last_fill_ms is not None)
+            self._run_until(lambda: controller.last_click.fill_ms is not None)
             shown_at = time.perf_counter()
             records.append(
                 {
@@ -217,7 +221,7 @@ class _BenchmarkRun:
                     "slice": [axis, index],
                     "positive": bool(click[1]),
                     "wait_ms": round(wait_ms, 1),
-                    "fill_ms": round(controller.last_fill_ms, 1),
+                    "fill_ms": round(controller.last_click.fill_ms, 1),
                     "clicked_at": clicked_at,
                 }
             )
