@@ -156,8 +156,8 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     import torch
     from conftest_engine import TINY_CONFIG
 
-    from InteractiveAdaptLib.engine.network import build_network
     from InteractiveAdaptLib.model.base_model import save_base_model
+    from InteractiveAdaptLib.model.network import build_network
 
     torch.manual_seed(0)
     directory = tmp_path_factory.mktemp("models") / "tiny"

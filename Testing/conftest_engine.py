@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from interactive_adapt_lab.data.datasets import Domain, load_domain
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 # A 3-level U-Net of a few thousand parameters: fast on CPU, same code path as the real configs.
 TINY_CONFIG = NetworkConfig(name="tiny", channels=(8, 16, 32), num_res_units=1)

@@ -13,11 +13,11 @@ from scipy import ndimage
 
 from interactive_adapt_lab.data.datasets import MRICRON, aal_names
 from InteractiveAdaptLib.cli import main as cli
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_dicom_series, write_volume
 from InteractiveAdaptLib.model.base_model import save_base_model
 from InteractiveAdaptLib.model.location import find_base_model_dir
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)

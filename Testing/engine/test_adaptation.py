@@ -8,8 +8,8 @@ import torch
 
 from interactive_adapt_lab.data.datasets import load_domain
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.engine.predictor import Predictor
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)
 CLICKS = [(60.0, 70.0, True)]

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from interactive_adapt_lab.data.datasets import load_domain
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.errors import InteractiveAdaptError
 from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.model.base_model import save_base_model
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.interaction import Click
 from InteractiveAdaptLib.model.base_model import load_base_model, save_base_model
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)
 AXIAL, CORONAL = 90, 110  # Colin27 slices through the middle of the brain

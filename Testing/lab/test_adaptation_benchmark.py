@@ -19,10 +19,10 @@ from interactive_adapt_lab.evaluation.adaptation_benchmark import (
     summarize,
 )
 from interactive_adapt_lab.evaluation.simulated_user import click_dice_curve
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.engine.predictor import Predictor
 from InteractiveAdaptLib.engine.slicing import in_plane_spacing
 from InteractiveAdaptLib.model.base_model import save_base_model
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 
 @pytest.fixture(scope="module")

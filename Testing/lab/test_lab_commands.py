@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from InteractiveAdaptLib.cli import main as cli
-from InteractiveAdaptLib.engine import network
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
+from InteractiveAdaptLib.model import network
 from InteractiveAdaptLib.model.base_model import load_base_model, save_base_model
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)

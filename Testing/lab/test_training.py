@@ -11,7 +11,7 @@ from conftest_engine import TINY_CONFIG
 
 from interactive_adapt_lab.data.cases import aal_targets_of_split
 from interactive_adapt_lab.training.training import TrainConfig, Trainer
-from InteractiveAdaptLib.engine import network
+from InteractiveAdaptLib.model import network
 
 
 @pytest.fixture

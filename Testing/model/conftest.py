@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest_engine import TINY_CONFIG
 
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 
 def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -10,7 +10,6 @@ import pytest
 import torch
 from conftest_engine import TINY_CONFIG
 
-from InteractiveAdaptLib.engine.network import NetworkConfig, build_network
 from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.model.base_model import (
     CARD_FILE,
@@ -20,6 +19,7 @@ from InteractiveAdaptLib.model.base_model import (
     save_base_model,
 )
 from InteractiveAdaptLib.model.checkpoint import save_state, sha256_file
+from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 
 
 def test_weights_of_a_different_network_are_refused(network):

@@ -111,9 +111,9 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
     from conftest_engine import TINY_CONFIG
 
     from InteractiveAdaptLib.app.settings import ModuleSettings, open_session
-    from InteractiveAdaptLib.engine.network import build_network
     from InteractiveAdaptLib.errors import IncompatibleBaseModelError
     from InteractiveAdaptLib.model.base_model import save_base_model
+    from InteractiveAdaptLib.model.network import build_network
 
     settings, store = ModuleSettings(site="Test site"), tmp_path / "store"
     torch.manual_seed(1)

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from InteractiveAdaptLib.engine.network import CONFIGS, build_network
 from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.model.network import CONFIGS, build_network
 
 SHAPE = (200, 256, 256)
 CLICKS_PER_CASE = 10

@@ -18,10 +18,10 @@ from interactive_adapt_lab.data.datasets import load_domain
 from interactive_adapt_lab.data.streams import STREAMS
 from interactive_adapt_lab.evaluation.simulated_user import evaluate
 from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
-from InteractiveAdaptLib.engine.network import build_network
 from InteractiveAdaptLib.engine.predictor import Predictor
 from InteractiveAdaptLib.model.base_model import save_base_model
 from InteractiveAdaptLib.model.checkpoint import load_state
+from InteractiveAdaptLib.model.network import build_network
 
 EVAL_CASES = 100
 EVAL_SEED = 11

@@ -20,9 +20,9 @@ from interactive_adapt_lab.evaluation.simulated_user import evaluate
 from InteractiveAdaptLib.engine.click_simulation import ClickMode, error_clicks, first_click, next_click
 from InteractiveAdaptLib.engine.guidance import guidance_maps
 from InteractiveAdaptLib.engine.losses import SegmentationLoss
-from InteractiveAdaptLib.engine.network import CONFIGS, build_network
 from InteractiveAdaptLib.engine.predictor import Predictor
 from InteractiveAdaptLib.model.checkpoint import load_state, save_state
+from InteractiveAdaptLib.model.network import CONFIGS, build_network
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from interactive_adapt_lab.training.training import TrainConfig
-from InteractiveAdaptLib.engine.network import CONFIGS, build_network, count_parameters
 from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.model.network import CONFIGS, build_network, count_parameters
 
 SMOOTHING = 3  # validations averaged up to the budget
 IGNORED_FIELDS = {"steps", "threads", "val_every", "checkpoint_every"}  # bookkeeping, not the recipe

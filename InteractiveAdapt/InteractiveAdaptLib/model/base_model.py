@@ -9,10 +9,10 @@ from typing import Any
 
 import torch
 
-from InteractiveAdaptLib.engine.network import ClickUNet, NetworkConfig, build_network
 from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.model.checkpoint import load_state, sha256_file
 from InteractiveAdaptLib.model.location import CARD_FILE, WEIGHTS_FILE
+from InteractiveAdaptLib.model.network import ClickUNet, NetworkConfig, build_network
 
 
 @dataclass

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest_engine import TINY_CONFIG
 
-from InteractiveAdaptLib.engine.network import (
+from InteractiveAdaptLib.model.network import (
     CONFIGS,
     IN_CHANNELS,
     OUT_CHANNELS,
