@@ -459,6 +459,70 @@ def test_slicer_can_load_the_module_before_the_engine_dependencies_are_installed
     )
 
 
+def package_imports(path: Path, text: str | None = None) -> list[tuple[str, int]]:
+    """(dotted name, line) of every InteractiveAdaptLib name a file of the package imports, anywhere in it
+    (inside functions too), relative and dynamic imports resolved; `from a.b import c` gives a.b and a.b.c.
+
+    `text` stands for the file's contents when given (the file need not exist)."""
+    package = path.parent.relative_to(MODULE_DIR).parts
+    found = []
+    for node in ast.walk(ast.parse(path.read_text() if text is None else text)):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from . import x / from ..x import y
+                base = ".".join([*package[: len(package) - node.level + 1], *filter(None, [node.module])])
+            found += [(base, node.lineno)] + [(f"{base}.{alias.name}", node.lineno) for alias in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            dynamic = ast.unparse(node.func) in ("importlib.import_module", "import_module", "__import__")
+            if dynamic and isinstance(node.args[0].value, str):
+                found.append((node.args[0].value, node.lineno))
+    return [(name, line) for name, line in found if name.split(".")[0] == "InteractiveAdaptLib"]
+
+
+# Inside the package the arrows run one way: the engine builds on the model (the network, its weights);
+# the image readers and the scene adapter pass plain arrays and geometry (InteractiveAdaptLib.geometry)
+# and reach the engine only through the session the front ends hand them. None of these folders imports
+# the engine, not even inside a function.
+BELOW_THE_ENGINE = ("model", "io", "mrml")
+
+
+@pytest.mark.parametrize("folder", BELOW_THE_ENGINE)
+def test_folders_below_the_engine_never_import_it(folder):
+    files = [p for p in project_files(LIB_DIR / folder) if p.suffix == ".py"]
+    assert files, f"InteractiveAdaptLib/{folder} has no Python file"
+    problems = {}  # one entry per import statement, naming the module it imports
+    for path in files:
+        for name, line in package_imports(path):
+            if name == "InteractiveAdaptLib.engine" or name.startswith("InteractiveAdaptLib.engine."):
+                problems.setdefault(f"{path.relative_to(REPO)}:{line}", f"imports {name}")
+    assert not problems, (
+        f"InteractiveAdaptLib/{folder} sits below the engine; move what it needs out of engine/ "
+        "(the network into model/, torch-free geometry into InteractiveAdaptLib/geometry.py): "
+        + "; ".join(f"{where} {what}" for where, what in problems.items())
+    )
+
+
+def test_package_imports_sees_every_way_of_importing_the_engine():
+    """The check above is only as good as the import finder: each spelling of an engine import counts."""
+    folder = LIB_DIR / "model"
+    spellings = [
+        "from InteractiveAdaptLib.engine.network import build_network",
+        "from InteractiveAdaptLib import engine",
+        "import InteractiveAdaptLib.engine.session",
+        "from ..engine import network",
+        "def f():\n    from ..engine.predictor import Predictor",
+        "import importlib\nimportlib.import_module('InteractiveAdaptLib.engine.case')",
+    ]
+    for text in spellings:
+        names = [name for name, _ in package_imports(folder / "probe.py", text)]  # relative to model/
+        assert any(n.startswith("InteractiveAdaptLib.engine") for n in names), (text, names)
+    clean = "from InteractiveAdaptLib.model.location import CARD_FILE\nfrom . import checkpoint"
+    names = [name for name, _ in package_imports(folder / "probe.py", clean)]
+    assert names and not any(".engine" in n for n in names)
+
+
 # ---------------------------------------------------------------- (d) pip install into a throwaway venv
 
 

@@ -38,7 +38,7 @@ from interactive_adapt_lab.evaluation.adaptation_report import (
 )
 from InteractiveAdaptLib.engine.click_simulation import first_click
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
-from InteractiveAdaptLib.engine.slicing import in_plane_spacing
+from InteractiveAdaptLib.geometry import in_plane_spacing
 from InteractiveAdaptLib.model.base_model import BaseModel, load_base_model, load_weights_into
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.store.site_store import SiteStore

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "InteractiveAdapt"))
 from interactive_adapt_lab.data.datasets import load_domain  # noqa: E402
 from interactive_adapt_lab.data.streams import STREAMS  # noqa: E402
 from interactive_adapt_lab.evaluation.adaptation_benchmark import run_curves  # noqa: E402
-from InteractiveAdaptLib.engine.slicing import in_plane_spacing  # noqa: E402
+from InteractiveAdaptLib.geometry import in_plane_spacing  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 BAND_PX = 3

@@ -20,7 +20,7 @@ from interactive_adapt_lab.evaluation.adaptation_benchmark import (
 )
 from interactive_adapt_lab.evaluation.simulated_user import click_dice_curve
 from InteractiveAdaptLib.engine.predictor import Predictor
-from InteractiveAdaptLib.engine.slicing import in_plane_spacing
+from InteractiveAdaptLib.geometry import in_plane_spacing
 from InteractiveAdaptLib.model.base_model import save_base_model
 from InteractiveAdaptLib.model.network import NetworkConfig, build_network
 

@@ -25,8 +25,8 @@ from interactive_adapt_lab.data.datasets import (
     synthesize_contrast,
 )
 from InteractiveAdaptLib.engine.normalization import head_mask, normalize_intensity
-from InteractiveAdaptLib.engine.slicing import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.errors import ImageReadError, InvalidClickError
+from InteractiveAdaptLib.geometry import extract_slice, in_plane_spacing
 
 
 def twin(label: int) -> int:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from interactive_adapt_lab.data.datasets import Domain, aal_pair
-from InteractiveAdaptLib.engine.slicing import extract_slice
+from InteractiveAdaptLib.geometry import extract_slice
 
 MIN_CASE_PIXELS = 100  # 1 cm^2 at 1 mm: smaller cross-sections are not worth a click session
 AAL_PAIRS = 58

@@ -10,7 +10,7 @@ from interactive_adapt_lab.data.cases import Case
 from interactive_adapt_lab.data.datasets import Domain
 from InteractiveAdaptLib.engine.click_simulation import ClickMode, first_click, next_click
 from InteractiveAdaptLib.engine.predictor import Predictor, dice
-from InteractiveAdaptLib.engine.slicing import in_plane_spacing
+from InteractiveAdaptLib.geometry import in_plane_spacing
 
 
 def click_dice_curve(

@@ -23,8 +23,8 @@ from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.engine.normalization import normalize_intensity
 from InteractiveAdaptLib.engine.predictor import Predictor, PreparedSlice
 from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig, SlicePropagation
-from InteractiveAdaptLib.engine.slicing import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.geometry import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.interaction import CaseSummary, Click, Interpolator, SliceKey, SlicePrediction
 from InteractiveAdaptLib.model.base_model import BaseModel, load_weights_into
 from InteractiveAdaptLib.store.names import profile_name

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from InteractiveAdaptLib.engine.slicing import spacing_kji
 from InteractiveAdaptLib.errors import ImageReadError
+from InteractiveAdaptLib.geometry import spacing_kji
 from InteractiveAdaptLib.io import dicom_reading, dicom_writing
 from InteractiveAdaptLib.io.dicom_reading import MultipleSeriesError, SeriesInfo, list_dicom_series
 from InteractiveAdaptLib.io.dicom_writing import DicomSeriesHeader

@@ -10,8 +10,8 @@ import slicer.util
 import vtk
 from vtkmodules.util import numpy_support
 
-from InteractiveAdaptLib.engine.slicing import spacing_kji
 from InteractiveAdaptLib.errors import CaseStateError, ImageReadError, InteractiveAdaptError
+from InteractiveAdaptLib.geometry import spacing_kji
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """2D slices of a (K, J, I) volume: which axis is fixed, the voxel spacing and the in-plane pixel spacing.
 
-Torch-free: the scene adapter uses it too."""
+Torch-free and below every folder of the package: the engine, the image readers (io) and the scene
+adapter (mrml) all use it, and it imports nothing of them (numpy and the error types only)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ AXIS_NAMES = ("K", "J", "I")
 
 
 def extract_slice(array: np.ndarray, axis: int, index: int) -> np.ndarray:
-    """The 2D slice of `array` with array axis `axis` fixed at `index` (a view, not a copy)."""
+    """The 2D slice of `array` with array axis `axis` fixed at `index`, as a copy."""
     if axis not in (0, 1, 2):
         raise InvalidClickError(f"Slice axis must be 0, 1 or 2, not {axis}.")
     if not 0 <= index < array.shape[axis]:
