@@ -13,6 +13,7 @@ import base64
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -60,7 +61,10 @@ def free_port() -> int:
 
 
 class ServedApp:
-    """`interactive-adapt serve` in a child process, with its event log; stops itself after `exit_after_s`."""
+    """`interactive-adapt serve` in a child process, with its event log; stops itself after `exit_after_s`.
+
+    The studies folder is `studies`, else the study's folder, else `folder/studies` (made empty). `url` is
+    the address the server printed, with its token (what a user copies into the browser)."""
 
     def __init__(
         self,
@@ -69,21 +73,49 @@ class ServedApp:
         site: str = "Browser test",
         exit_after_s: float = 600,
         args: tuple[str, ...] = (),
+        studies: Path | None = None,
     ) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        if studies is None and study is None:
+            studies = self.folder / "studies"
+            studies.mkdir(exist_ok=True)
+        self.studies = Path(studies) if studies is not None else Path(study).resolve().parent
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.origin = f"http://127.0.0.1:{self.port}"
         self.event_log = self.folder / f"events-{self.port}.jsonl"
         self.store = self.folder / "store"
         command = [sys.executable, "-m", "InteractiveAdaptLib.cli", "serve", "--port", str(self.port)]
         command += ["--site", site, "--root", str(self.store), "--device", "cpu"]
         command += ["--exit-after", str(exit_after_s), "--event-log", str(self.event_log), *args]
+        if studies is not None:
+            command += ["--studies", str(studies)]
         if study is not None:
             command.append(str(study))
         env = {**os.environ, "VTK_DEFAULT_OPENGL_WINDOW": "vtkEGLRenderWindow"}
         self.output = open(self.folder / f"server-{self.port}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(command, stdout=self.output, stderr=subprocess.STDOUT, env=env)
+        self._url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The page's address with its token, as the server printed it (waits for it, up to 120 s)."""
+        deadline = time.monotonic() + 120
+        while self._url is None:
+            found = re.search(r"(http://\S+/\?secret=\S+)", self.log_tail(lines=100_000))
+            if found:
+                self._url = found.group(1)
+            elif self.process.poll() is not None:
+                raise RuntimeError(f"The server stopped (exit {self.process.returncode}): {self.log_tail()}")
+            elif time.monotonic() > deadline:
+                raise TimeoutError(f"The server printed no address. Server log: {self.log_tail()}")
+            else:
+                time.sleep(0.1)
+        return self._url
+
+    @property
+    def token(self) -> str:
+        return self.url.rsplit("secret=", 1)[1]
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         if not self.event_log.exists():
@@ -273,6 +305,15 @@ class BrowserPage:
         WebDriverWait(self.driver, 30).until(
             lambda d: [e for e in d.find_elements(By.XPATH, entries) if e.text.startswith(item)]
         )[0].click()
+
+    def open_study(self, name: str, refresh: bool = False, series: str | None = None) -> None:
+        """Choose study `name` in the page's list (after Refresh, for a study added since) and open it."""
+        if refresh:
+            self.press("ia-refresh-studies")
+        self.choose("ia-study", name)
+        if series is not None:
+            self.choose("ia-series", series)
+        self.press("ia-open")
 
     def wait_class(self, element_id: str, css_class: str, timeout: float = 30) -> None:
         from selenium.webdriver.support.ui import WebDriverWait

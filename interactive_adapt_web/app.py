@@ -26,11 +26,12 @@ from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from wslink.websocket import LinkProtocol
 
 from interactive_adapt_web.page import build_page
+from interactive_adapt_web.studies import StudiesFolder
+from interactive_adapt_web.study_list import StudyList
 from interactive_adapt_web.view_priority import FramesFirst, ViewPriority
 from InteractiveAdaptLib.app import settings as prefs
 from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import InteractiveAdaptError
-from InteractiveAdaptLib.io.volumes import read_volume
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml import COMMON_STRUCTURES, Workflow, read_segment, segmentation_of
 from InteractiveAdaptLib.mrml.click_controller import SLICE_JOB
@@ -66,6 +67,7 @@ class WebApp:
         server: Any,
         settings: prefs.ModuleSettings,
         store_root: str | Path,
+        studies: StudiesFolder | str | Path,
         model_dir: str | Path | None = None,
         event_log: str | Path | None = None,
         exit_after_s: float | None = None,
@@ -100,6 +102,8 @@ class WebApp:
         self.layout_manager.set_layout(LAYOUT_ID)
 
         self.worker = Worker()
+        folder = studies if isinstance(studies, StudiesFolder) else StudiesFolder(studies)
+        self.study_list = StudyList(server, folder, self.worker, self.set_status, self._on_error, self.emit)
         # Off only to measure what it gains (bench-web): then every view draws every change at once.
         self.priority = (
             ViewPriority(
@@ -148,22 +152,11 @@ class WebApp:
 
     # ------------------------------------------------------------ actions (page events)
 
-    def open_study(self, path: str | None = None) -> None:
-        """Read the volume or DICOM folder at `path` (the page's path field) on the worker, then make it
-        the patient: its own segmentation, shown in the three views."""
-        path = (path or self.state.study_path or "").strip()
-        if not path:
-            return self.set_status("Type the path of a volume file or DICOM folder on this computer first.")
-        self.state.study_path = path
-
-        def opened(result: Any) -> None:
-            if result.error is not None:
-                return self._on_error(result.error, result.traceback)
-            if result.cancelled:
-                return self.set_status("Opening cancelled.")
-            self._guarded(self._show_study, result.value, Path(path))
-
-        self.worker.submit(read_volume, path, description=f"Reading {Path(path).name}", on_done=opened)
+    def open_study(self, key: str | None = None, series_uid: str | None = None) -> None:
+        """Read the study chosen in the list (a file or DICOM series of the studies folder: study_list.py)
+        on the worker, then make it the patient: its own segmentation, shown in the three views."""
+        show = self._show_study
+        self.study_list.open(key, series_uid, lambda volume, name: self._guarded(show, volume, name))
         self._refresh_busy()
 
     def add_structure(self, name: str | None = None) -> None:
@@ -268,8 +261,7 @@ class WebApp:
 
     # ------------------------------------------------------------ internals
 
-    def _show_study(self, volume: Any, path: Path) -> None:
-        name = path.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".nrrd") or str(path)
+    def _show_study(self, volume: Any, name: str) -> None:
         node = add_volume_node(self.slicer.scene, volume.array, volume.ijk_to_ras, name)
         if not self.workflow.set_volume(node):  # the user kept the open case
             self.slicer.scene.RemoveNode(node)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from pathlib import Path
 
 from InteractiveAdaptLib.app import settings as prefs
@@ -24,15 +25,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="segment, learn and roll back in a web browser (three slice views, the module's panel)",
         description="Serve InteractiveAdapt to a web browser on this computer. Open the address it prints.",
     )
-    p.add_argument("study", nargs="?", help="volume file or DICOM folder to open at start (optional)")
+    p.add_argument(
+        "study", nargs="?", help="volume file or DICOM folder to open at start (inside the studies folder)"
+    )
+    p.add_argument(
+        "--studies",
+        type=Path,
+        help="folder of the studies the page offers: its volume files and DICOM series, nothing outside it "
+        "(default: the folder that holds STUDY; needed without a study)",
+    )
     p.add_argument("--site", default="default", help="site whose learned weights are used and saved")
     p.add_argument("--user", default="", help="learn in this user's own profiles of the site")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (0: any free port)")
     p.add_argument(
         "--host",
         default=LOCALHOST,
-        help="address to listen on (default: this computer only; any other address lets other "
-        "computers reach the page and its patient data)",
+        help="address to listen on (default: this computer only; any other needs --allow-remote)",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="let --host be an address other computers reach: they then open the page with the printed "
+        "address and its token, over unencrypted http (a trusted network only)",
+    )
+    p.add_argument(
+        "--server-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="with --allow-remote: a further name or address by which browsers reach this server "
+        "(its host name and addresses are accepted already)",
     )
     p.add_argument("--root", type=Path, help="site store folder (default: the user data folder)")
     p.add_argument("--device", default="auto", choices=prefs.DEVICES, help="where the network runs")
@@ -49,14 +71,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")  # no screen needed
-    if args.study and not Path(args.study).exists():
-        raise InteractiveAdaptError(f"'{args.study}' does not exist. Check the path and try again.")
-    if args.host not in (LOCALHOST, "localhost", "::1"):
+    os.environ["TRAME_ARGS"] = ""  # trame reads only what is passed here, never this command's own arguments
+    from interactive_adapt_web.security import PageGuard, check_listening, is_loopback, own_names
+    from interactive_adapt_web.studies import StudiesFolder, studies_from_command_line
+
+    root, study = studies_from_command_line(args.study, args.studies)
+    check_listening(args.host, args.allow_remote)
+    if not is_loopback(args.host):
         log.warning(
-            "Listening on %s: other computers can reach this page and the patient images it shows. "
-            "There is no login; use this only on a trusted network.",
+            "Listening on %s (--allow-remote): other computers can reach this page and the patient images it "
+            "shows, with the printed address and its token, which crosses the network unencrypted. Use "
+            "this only on a trusted network.",
             args.host,
         )
+    guard = PageGuard(own_names(args.host, args.server_name))
     try:
         import torch
 
@@ -74,20 +102,31 @@ def _serve(args: argparse.Namespace) -> int:
     for noisy in ("trame_server", "trame_client", "wslink", "aiohttp.access"):  # their INFO is per message
         logging.getLogger(noisy).setLevel(logging.WARNING)
     server = get_server("interactive_adapt", client_type="vue3")
+    guard.install(server)
     app = WebApp(
         server,
         settings,
         args.root or default_store_root(),
+        StudiesFolder(root),
         event_log=args.event_log,
         exit_after_s=args.exit_after,
         view_priority=not args.draw_every_view,
     )
-    if args.study:
-        app.state.study_path = str(args.study)
-        server.controller.on_server_ready.add(lambda **_: app.open_study())
-    print(f"InteractiveAdapt for site '{args.site}': open the address below in a web browser.", flush=True)
+    if study is not None:
+        server.controller.on_server_ready.add(lambda **_: app.open_study(study))
+
+    def announce(**_: object) -> None:
+        name = args.host if is_loopback(args.host) else socket.gethostname()
+        where = "on this computer" if is_loopback(args.host) else "(the token is the page's only lock)"
+        print(
+            f"InteractiveAdapt for site '{args.site}', studies of '{root}'. Open this address in a web "
+            f"browser {where}:\n  {guard.url(name, server.port)}",
+            flush=True,
+        )
+
+    server.controller.on_server_ready.add(announce)
     try:
-        server.start(port=args.port, host=args.host, open_browser=False)
+        server.start(port=args.port, host=args.host, open_browser=False, show_connection_info=False)
     finally:
         app.close()
     return 0

@@ -12,8 +12,13 @@ from trame.widgets import client, html
 from trame.widgets import vuetify3 as v3
 
 STATE_DEFAULTS = {
-    "study_path": "",
-    "status": "Open an MRI volume or DICOM folder (path on this computer), then add the structure to segment.",
+    "studies": [],  # the studies folder's volume files and DICOM folders: {id, label} (study_list.py)
+    "study_id": None,
+    "series": [],  # the chosen DICOM folder's series when it has several: {uid, label}
+    "series_uid": None,
+    "studies_note": "",
+    "studies_folder": "",
+    "status": "Choose a study in the list and open it, then add the structure to segment.",
     "latency": "",
     "screen_latency": "",
     "structures": [],
@@ -90,17 +95,29 @@ def build_page(server, layout_manager, title: str) -> SinglePageWithDrawerLayout
 
 
 def _study(ctrl) -> None:
-    html.Div("Study", classes="text-subtitle-2")
-    v3.VTextField(
-        v_model=("study_path",),
-        label="Volume file or DICOM folder (on the server)",
-        density="compact",
-        hide_details=True,
-        id="ia-study-path",
-        __events=[("keyup_enter", "keyup.enter")],
-        keyup_enter=(ctrl.open_study, "[study_path]"),  # the field's value as the client has it now
+    html.Div("Study (from the studies folder '{{ studies_folder }}')", classes="text-subtitle-2")
+    with html.Div(classes="d-flex ga-2 align-center"):
+        _choice(
+            "study_id",
+            "studies",
+            "label",
+            "id",
+            "Volume file or DICOM folder",
+            "ia-study",
+            update_modelValue=(ctrl.select_study, "[$event]"),
+        )
+        v3.VBtn(
+            "Refresh", click=ctrl.refresh_studies, id="ia-refresh-studies", disabled=("busy",), size="small"
+        )
+    _choice("series_uid", "series", "label", "uid", "DICOM series", "ia-series", v_if=("series.length > 1",))
+    html.Div("{{ studies_note }}", classes="text-caption", id="ia-studies-note")
+    v3.VBtn(
+        "Open",
+        click=(ctrl.open_study, "[study_id, series_uid]"),
+        id="ia-open",
+        disabled=("busy || !study_id",),
+        size="small",
     )
-    v3.VBtn("Open", click=(ctrl.open_study, "[study_path]"), id="ia-open", disabled=("busy",), size="small")
 
 
 def _structures(ctrl) -> None:

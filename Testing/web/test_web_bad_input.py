@@ -1,18 +1,21 @@
 """Bad input through the web page: each gets a clear message in the status line, in a clinician's words, and
 nothing the site saved is lost.
 
-One server (`interactive-adapt serve` with the Colin27 head given at start) and one headless Chromium for
-the whole file. First a case is finished with learning (version 1 of profile 'Thalamus' on disk); then,
-through the page: a path that does not exist, a text file, a 4D series, a colour volume (the open head
-stays the one shown), a click outside the image (no point kept), the page open in a second tab (both
-warn, and the warning goes once the second tab is closed). At the end version 1 is still on disk,
-unchanged and current, and no status line ever showed a traceback.
+One server (`interactive-adapt serve` with the Colin27 head given at start: its folder is the studies
+folder) and one headless Chromium for the whole file. First a case is finished with learning (version 1 of
+profile 'Thalamus' on disk); then, through the page, files put into the studies folder: one deleted after
+it was listed, a text file named .nii, a 4D series, a colour volume (the open head stays the one shown),
+files that are no study (a text file, a FIFO: not listed), a click outside the image (no point kept),
+the page open in a second tab (both warn, and the warning goes once the second tab is closed). At the
+end version 1 is still on disk, unchanged and current, and no status line ever showed a traceback.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 import time
 from pathlib import Path
 
@@ -20,8 +23,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from InteractiveAdaptLib.interaction import JobKind
 from InteractiveAdaptLib.io.volumes import Volume, read_volume
-from InteractiveAdaptLib.mrml.click_controller import PREPARE_JOB
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -43,9 +46,10 @@ def web(tmp_path_factory):
     from interactive_adapt_lab.web_browser import BrowserPage, ServedApp, require_browser
 
     require_browser()
-    with ServedApp(
-        tmp_path_factory.mktemp("web-bad-input"), study=COLIN27, site=SITE, exit_after_s=300
-    ) as app:
+    folder = tmp_path_factory.mktemp("web-bad-input")
+    (folder / "studies").mkdir()
+    shutil.copy(COLIN27, folder / "studies")
+    with ServedApp(folder, study=folder / "studies" / COLIN27.name, site=SITE, exit_after_s=300) as app:
         study = app.wait_event("study", timeout=120)
         assert study["name"] == "ch2"
         with BrowserPage(app.url) as page:
@@ -89,12 +93,9 @@ def saved(web, atlas) -> dict:
 
 
 def _missing(folder: Path) -> Path:
-    return folder / "no such scan.nii.gz"
-
-
-def _text(folder: Path) -> Path:
-    path = folder / "report.txt"
-    path.write_text("MRI head, 12 March: no abnormality seen.\n")
+    """A volume that is listed, then deleted before it is opened."""
+    path = folder / "no such scan.nii.gz"
+    shutil.copy(COLIN27, path)
     return path
 
 
@@ -127,8 +128,7 @@ def _colour(suffix: str):
 
 BAD_FILES = {
     # case: (how the file is made, what the status line must say)
-    "missing path": (_missing, ("does not exist", "check the path")),
-    "text file": (_text, ("could not be read as an image", "NIfTI")),
+    "deleted after listing": (_missing, ("cannot be opened", "moved or deleted")),
     "text file named .nii": (_text_named_nifti, ("could not be read as an image", "NIfTI")),
     "4D series": (_series_4d, ("4 dimensions", "needs one 3D volume")),
     "RGB NIfTI": (_colour(".nii.gz"), ("colour (RGB)", "grey-scale")),
@@ -137,24 +137,27 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
-def test_bad_file_says_why_and_keeps_the_open_study(web, saved, tmp_path, case):
+def test_bad_file_says_why_and_keeps_the_open_study(web, saved, case):
     from interactive_adapt_lab.web_browser import changed_pixels
 
     app, page = web
     make, expected = BAD_FILES[case]
-    path = make(tmp_path)
+    path = make(app.studies)
     frames = [page.frame(i) for i in range(3)]
     mark = len(app.events())
 
-    page.type("ia-study-path", str(path))
-    page.press("ia-open")
+    page.press("ia-refresh-studies")
+    app.wait_event("studies", where=lambda e: path.name in e["keys"], after=mark, timeout=60)
+    if case == "deleted after listing":
+        path.unlink()
+    page.open_study(path.name)
     status = app.wait_event("status", after=mark, timeout=60)["text"]
     for words in expected:
         assert words.lower() in status.lower(), f"{case}: the status says '{status}'"
     _no_technical(status)
     shown = page.wait_text("ia-status", expected[0])
     assert shown == status  # what the page shows is what the server said, nothing else
-    if case in ("missing path", "text file", "text file named .nii"):
+    if case in ("deleted after listing", "text file named .nii"):
         assert path.name in status  # which file it means
 
     # The head that was open is still the patient, shown as before.
@@ -168,6 +171,18 @@ def test_bad_file_says_why_and_keeps_the_open_study(web, saved, tmp_path, case):
         assert changed_pixels(before, after) < 0.01 * after.shape[0] * after.shape[1], f"view {index} changed"
 
 
+def test_files_that_are_no_study_are_not_listed(web):
+    app, page = web
+    (app.studies / "report.txt").write_text("MRI head, 12 March: no abnormality seen.\n")
+    os.mkfifo(app.studies / "scanner pipe.nii.gz")
+    mark = len(app.events())
+    page.press("ia-refresh-studies")
+    listed = app.wait_event("studies", after=mark, timeout=60)["keys"]
+    assert "ch2.nii.gz" in listed
+    assert "report.txt" not in listed and "scanner pipe.nii.gz" not in listed
+    assert app.process.poll() is None, app.log_tail()
+
+
 # ------------------------------------------------------------------ a click outside the image
 
 
@@ -178,7 +193,7 @@ def test_click_outside_the_image_says_so_and_keeps_no_point(web, saved, atlas, h
     page.press("ia-add-structure")
     page.wait_text("ia-profile", f"'Thalamus (R)' learns in profile '{PROFILE}'", timeout=120)
     # The case's image is ready: from now on the worker runs only what a click starts.
-    app.wait_event("job", where=lambda e: e["what"] == PREPARE_JOB, after=mark)
+    app.wait_event("job", where=lambda e: e["what"] == JobKind.PREPARE.name, after=mark)
     page.press("ia-positive")
     page.wait_class("ia-positive", "v-btn--variant-flat")  # placing positive points
     page.wait_text("ia-clicked-slices", "none yet")

@@ -1,17 +1,19 @@
 """The web front end end to end, as a clinician uses it: `interactive-adapt serve` in its own process and a
 real headless Chromium clicking on the page (interactive_adapt_lab/web_browser.py).
 
-One server and one browser for the whole flow (starting them takes seconds): open a volume typed into
-the page, add a structure, positive and negative points in two views with the buttons and the keys,
-undo, finish the case (a new site version on disk), roll back, open a second patient from a DICOM
-folder without mixing the two. Clicks land where a clinician would click: the deepest pixel of the AAL
-atlas structure in that view (AAL is on the Colin27 grid). What the server did is read from its event
+One server and one browser for the whole flow (starting them takes seconds): open a volume chosen in the
+page's list of the studies folder, add a structure, positive and negative points in two views with the
+buttons and the keys, undo, finish the case (a new site version on disk), roll back, open a second
+patient from a DICOM folder put into the studies folder meanwhile (Refresh lists it) without mixing the
+two. Clicks land where a clinician would click: the deepest pixel of the AAL atlas structure in that
+view (AAL is on the Colin27 grid). What the server did is read from its event
 log, what the user sees from the page and its frames.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -19,8 +21,8 @@ import numpy as np
 import pytest
 
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
+from InteractiveAdaptLib.interaction import JobKind
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_dicom_series
-from InteractiveAdaptLib.mrml.click_controller import LEARN_JOB
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -38,7 +40,10 @@ def web(tmp_path_factory):
     from interactive_adapt_lab.web_browser import BrowserPage, ServedApp, require_browser
 
     require_browser()
-    with ServedApp(tmp_path_factory.mktemp("web"), site=SITE, exit_after_s=420) as app:
+    folder = tmp_path_factory.mktemp("web")
+    (folder / "studies").mkdir()
+    shutil.copy(COLIN27, folder / "studies")
+    with ServedApp(folder, studies=folder / "studies", site=SITE, exit_after_s=420) as app:
         app.wait_event("ready", timeout=120)
         with BrowserPage(app.url) as page:
             yield app, page
@@ -89,9 +94,9 @@ def _wait_segment(app, after: int, **expected) -> dict:
 
 def test_open_click_undo_finish_rollback_second_patient(web, atlas, tmp_path):
     app, page = web
-    # Open a volume typed into the page.
-    page.type("ia-study-path", str(COLIN27))
-    page.press("ia-open")
+    # Open a volume chosen in the page's list of the studies folder.
+    page.wait_text("ia-studies-note", "1 study in 'studies'")
+    page.open_study("ch2.nii.gz")
     study = app.wait_event("study", timeout=120)
     assert study["name"] == "ch2" and study["shape"] == [181, 217, 181]
     page.wait_views()
@@ -123,7 +128,7 @@ def test_open_click_undo_finish_rollback_second_patient(web, atlas, tmp_path):
     _wait_segment(app, mark, clicks=2, positive=2)
     # Both clicks filled in 3D and learned from (each click's last job), and the page says so.
     deadline = time.monotonic() + 90
-    while sum(e["what"] == LEARN_JOB for e in app.events("job")) < 2:
+    while sum(e["what"] == JobKind.LEARN.name for e in app.events("job")) < 2:
         assert time.monotonic() < deadline, "the clicks' work never ended"
         time.sleep(0.1)
     page.wait_text("ia-status", "filled in 3D by")
@@ -162,13 +167,14 @@ def test_open_click_undo_finish_rollback_second_patient(web, atlas, tmp_path):
     profile = SiteStore(app.store).profile(SITE, "Thalamus")
     assert [v.version for v in profile.versions()] == [1] and profile.current() is None
 
-    # A second patient from a DICOM folder: its own segmentation; the first patient's segment stays.
+    # A second patient from a DICOM folder copied into the studies folder now (Refresh lists it): its own
+    # segmentation; the first patient's segment stays.
     kept = app.events("segment")[-1]["voxels"]
     brain = read_volume(MRICRON / "ch2bet.nii.gz")
-    dicom = tmp_path / "second patient"
+    dicom = app.studies / "second patient"
     write_dicom_series(Volume(brain.array[::2, ::2, ::2].astype(np.int16), _halved(brain.ijk_to_ras)), dicom)
     mark = len(app.events())
-    page.type("ia-study-path", str(dicom), enter=True)
+    page.open_study("second patient/", refresh=True)
     second = app.wait_event("study", after=mark, timeout=120)
     scene = app.wait_event("scene", after=mark)["volumes"]
     assert scene["ch2"] == {"Thalamus (L)": kept}
