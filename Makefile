@@ -10,9 +10,10 @@ setup:
 demo: setup
 	$(PY) -m InteractiveAdaptLib.cli demo --output output/demo
 
-# The web front end on this computer, with the Colin27 head open (http://127.0.0.1:8080/).
+# The web front end on this computer, with the Colin27 head open (STUDIES=folder: that folder's studies
+# instead); open the address it prints (http://127.0.0.1:8080/?secret=..., a new token at each start).
 serve: setup
-	$(VENV)/bin/interactive-adapt serve /usr/share/mricron/templates/ch2.nii.gz --site "$(or $(SITE),default)"
+	$(VENV)/bin/interactive-adapt serve $(if $(STUDIES),--studies "$(STUDIES)",/usr/share/mricron/templates/ch2.nii.gz) --site "$(or $(SITE),default)"
 
 lint: setup
 	$(VENV)/bin/ruff check .
