@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from InteractiveAdaptLib.app import settings as st
-from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.errors import InteractiveAdaptError, SiteStoreError
+from InteractiveAdaptLib.store.names import check_name
+from InteractiveAdaptLib.store.site_store import SiteStore
 
 
 def test_settings_round_trip_through_plain_and_qsettings_strings():
@@ -45,6 +47,52 @@ def test_bad_saved_values_fall_back_to_defaults(caplog):
     )  # too high
     assert st.ModuleSettings.from_dict({"working_spacing_mm": "5"}).working_spacing_mm == 1.0  # too coarse
     assert "Ignoring saved setting" in caplog.text
+
+
+# Names a clinician may type: the store's rule (store.names.check_name) decides, and the settings follow it.
+REFUSED_NAMES = ["St Mary's", "Site/A", "../other", "C:\\sites", "CON", "com1", ".hidden", "Site.", "x" * 65]
+ACCEPTED_NAMES = ["Hospital A", "Dr. Smith", "St-Mary_MRI 2", "Hôpital Sud", "  padded  ", "x" * 64]
+
+
+@pytest.mark.parametrize("kind", ["site", "user"])
+@pytest.mark.parametrize("name", REFUSED_NAMES)
+def test_a_name_the_store_refuses_is_never_saved(kind, name):
+    with pytest.raises(SiteStoreError) as store_error:
+        check_name(name, kind)
+    with pytest.raises(InteractiveAdaptError) as error:
+        st.ModuleSettings.from_dict({kind: name}, strict=True)
+    assert str(error.value) == str(store_error.value)  # the store's own words: what is wrong, what to type
+    assert f"{kind} name" in str(error.value)
+    assert "such as" in str(error.value) or "at most 64" in str(error.value)
+
+
+@pytest.mark.parametrize("name", ACCEPTED_NAMES)
+def test_a_name_the_store_accepts_is_kept_as_the_store_will_write_it(name, tmp_path):
+    settings = st.ModuleSettings.from_dict({"site": name, "user": name}, strict=True)
+    assert settings.site == settings.user == check_name(name) == name.strip()
+    profile = SiteStore(tmp_path).profile(settings.site, "Brain", user=settings.user)
+    assert profile.site == settings.site  # the store takes the saved names as they are
+
+
+def test_site_must_be_named_but_user_may_be_empty():
+    with pytest.raises(InteractiveAdaptError, match="The site name is empty. Type a name such as"):
+        st.ModuleSettings.from_dict({"site": "   "}, strict=True)
+    assert st.ModuleSettings.from_dict({"site": "Hospital A", "user": "  "}, strict=True).user == ""
+    assert st.ModuleSettings.from_dict({"user": ""}, strict=True) == st.ModuleSettings()
+
+
+def test_strict_reading_refuses_other_bad_values_too():
+    with pytest.raises(ValueError, match="learning rate must be between"):
+        st.ModuleSettings.from_dict({"learning_rate": "1"}, strict=True)
+    with pytest.raises(ValueError, match="device must be one of auto, cpu, cuda"):
+        st.ModuleSettings.from_dict({"device": "tpu"}, strict=True)
+
+
+def test_a_bad_name_saved_before_does_not_keep_the_module_from_loading(caplog):
+    """An older version saved any non-empty site name: loading falls back to the default site."""
+    loaded = st.ModuleSettings.from_dict({"site": "St Mary's", "user": "a/b", "device": "cpu"})
+    assert (loaded.site, loaded.user, loaded.device) == ("default", "", "cpu")
+    assert 'Ignoring saved setting site="St Mary\'s"' in caplog.text and "'/'" in caplog.text
 
 
 def test_site_store_root_is_beside_slicer_settings(tmp_path):
@@ -85,7 +133,7 @@ def test_open_session_learns_saves_lists_and_rolls_back(tmp_path, tiny_model_dir
     assert json.loads(manifest.read_text())  # a real site version on disk
     choices = session.version_choices("Brain")
     assert [v for _, v in choices] == [1, 0] and choices[0][0].startswith("Version 1 (")
-    assert "learned from 1 cases and 1 clicks" in session.provenance("Brain")
+    assert "learned from 1 case and 1 click," in session.provenance("Brain")
     adapted = session.network.state_dict()
     assert any(not torch.equal(adapted[k], base_weights[k]) for k in base_weights)
 

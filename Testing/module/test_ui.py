@@ -257,6 +257,39 @@ def test_settings_go_to_their_widgets_and_come_back(ui):
     panel_view.show_settings(widgets, prefs.ModuleSettings())
 
 
+def test_a_site_name_the_store_refuses_is_not_saved_and_the_panel_says_why(ui):
+    """The site typed into the real line edit goes through PanelActions.settings_changed, as in Slicer."""
+    from types import SimpleNamespace
+
+    from InteractiveAdaptLib.app import panel_view
+    from InteractiveAdaptLib.app.panel_actions import PanelActions
+
+    widgets = Widgets(ui)
+    workflow = SimpleNamespace(
+        settings=prefs.ModuleSettings(site="Hospital B"),
+        clicks=["a click"],  # a case is open: a saved setting applies from the next one
+        panel=lambda *args: SimpleNamespace(clicked_slices_text="Clicked slices: none yet."),
+    )
+    actions = PanelActions(widgets, workflow, lambda error: None, lambda: False, lambda: False)
+    saved = []
+    panel_view.show_settings(widgets, workflow.settings)
+    widgets.siteLineEdit.setText("St Mary's/MRI")
+    actions.settings_changed(saved.append)
+    status = widgets.statusLabel.text()
+    assert saved == [] and workflow.settings.site == "Hospital B"
+    assert status.startswith('Setting not saved: The site name "St Mary\'s/MRI" contains')
+    assert "Use only letters, digits, spaces" in status and status.endswith("such as 'Hospital A'.")
+    widgets.userLineEdit.setText("CON")
+    widgets.siteLineEdit.setText(" St Mary MRI ")
+    actions.settings_changed(saved.append)
+    assert saved == [] and "The user name 'CON' is reserved by Windows" in widgets.statusLabel.text()
+    widgets.userLineEdit.setText("")
+    actions.settings_changed(saved.append)
+    assert [s.site for s in saved] == ["St Mary MRI"] and workflow.settings.site == "St Mary MRI"
+    assert widgets.statusLabel.text() == "Settings saved; they apply from the next case."
+    panel_view.show_settings(widgets, prefs.ModuleSettings())
+
+
 def test_advanced_section_defaults_match_the_settings_defaults(ui):
     advanced = child(ui, ctkCollapsibleButton, "advancedCollapsibleButton")
     assert advanced.collapsed and advanced.text == "Advanced"

@@ -115,7 +115,7 @@ class PanelActions:
         try:
             settings = panel_view.read_settings(self.ui)
         except (ValueError, InteractiveAdaptError) as error:
-            return self.set_status(f"Setting not saved: {error}.")
+            return self.set_status(f"Setting not saved: {str(error).rstrip('.')}.")
         self.workflow.settings = settings
         save(settings)
         if self.workflow.clicks:

@@ -77,7 +77,7 @@ def read_settings(ui: Any) -> prefs.ModuleSettings:
     """
     values = {key: getattr(ui, w).property(prop) for key, (w, prop, _) in SETTINGS_WIDGETS.items()}
     values["device"] = prefs.DEVICES[int(values["device"])]
-    return prefs.ModuleSettings.from_dict(values)
+    return prefs.ModuleSettings.from_dict(values, strict=True)
 
 
 def connect_settings(ui: Any, slot: Any) -> None:

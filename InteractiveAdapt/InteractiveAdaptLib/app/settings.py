@@ -1,7 +1,8 @@
 """User preferences of the Slicer module, where site weights live, and the session they open.
 
 Pure Python: the module maps `ModuleSettings` to `qt.QSettings` (every value comes back as a string
-there), so `from_dict` accepts strings as well as typed values.
+there), so `from_dict` accepts strings as well as typed values. Site and user names follow the store's
+rule (`store.names.check_name`), so that a name the store would refuse is never saved.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.store.names import check_name
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,19 @@ class ModuleSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModuleSettings:
-        """Read settings saved by `to_dict` (or by QSettings as strings); bad values fall back to defaults."""
+    def from_dict(cls, values: dict[str, Any], *, strict: bool = False) -> ModuleSettings:
+        """Read settings saved by `to_dict` (or by QSettings as strings), or typed into the panel.
+
+        Args:
+            strict: refuse a bad value (what the user just typed: the panel shows the error and saves
+                nothing) instead of falling back to its default with a warning (values saved earlier,
+                e.g. by an older version, must never keep the module from loading).
+
+        Raises:
+            InteractiveAdaptError: (strict only) a site or user name the site store would refuse; the
+                message says what is wrong and what to type instead.
+            ValueError: (strict only) another value that is not valid (e.g. a learning rate out of range).
+        """
         settings = cls()
         for field in fields(cls):
             if field.name not in values or values[field.name] is None:
@@ -51,7 +64,9 @@ class ModuleSettings:
             raw = values[field.name]
             try:
                 value = _PARSERS[field.name](raw)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, InteractiveAdaptError) as exc:
+                if strict:
+                    raise
                 log.warning(
                     "Ignoring saved setting %s=%r (%s); using %r",
                     field.name,
@@ -100,15 +115,19 @@ parse_working_spacing = _number_in(WORKING_SPACING_RANGE_MM, "working resolution
 
 
 def _parse_site(raw: Any) -> str:
-    site = str(raw).strip()
-    if not site:
-        raise ValueError("the site name is empty")
-    return site
+    """A site name the store accepts (cleaned as the store cleans it); raises SiteStoreError otherwise."""
+    return check_name(str(raw), "site")
+
+
+def _parse_user(raw: Any) -> str:
+    """A user name the store accepts, or '' (no user: the site's shared weights)."""
+    user = str(raw).strip()
+    return check_name(user, "user") if user else ""
 
 
 _PARSERS = {
     "site": _parse_site,
-    "user": lambda raw: str(raw).strip(),
+    "user": _parse_user,
     "device": _parse_device,
     "learning_rate": _number_in(LEARNING_RATE_RANGE, "learning rate"),
     "mid_interaction": _parse_bool,
