@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import slicer
+import vtk
 
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.mrml.segment_writer import SegmentWriter
 from InteractiveAdaptLib.mrml.segments import block_extent
 
 # ---------------------------------------------------------------- labelmap slices
@@ -149,3 +151,50 @@ def test_prepare_segmentation_sets_geometry_and_refuses_surfaces(mri_scene):
     assert mrml.ensure_segment(seg, None, "Structure") == seg.GetSegmentation().GetSegmentIdBySegmentName(
         "Structure"
     )
+
+
+def test_a_block_write_converts_the_3d_surface_once(mri_scene, make_segmentation):
+    """With "Show 3D" on, every change of a segment's labelmap rebuilds its surface: a block is one change."""
+    geometry = mrml.volume_geometry(mri_scene.volume)
+    seg, (target, other) = make_segmentation("target", "other")
+    shape = geometry.shape_kji
+    start = np.zeros(shape, np.uint8)
+    start[2:8, 3:9, 4:12] = 1
+    mrml.write_block(seg, target, geometry, 0, 0, start)
+    mrml.write_block(seg, other, geometry, 0, 0, 1 - start)
+    seg.CreateClosedSurfaceRepresentation()
+    segmentation, changes = seg.GetSegmentation(), []
+    tag = segmentation.AddObserver(
+        slicer.vtkSegmentation.SourceRepresentationModified, lambda caller, event: changes.append(event)
+    )
+    block = np.zeros((3, *geometry.slice_shape(0)), np.uint8)
+    block[:, :2, :3] = 1  # outside what the segment held: the labelmap grows
+    mrml.write_block(seg, target, geometry, 0, 6, block)
+    segmentation.RemoveObserver(tag)
+    assert len(changes) == 1
+    expected = start.copy()
+    expected[6:9] = block
+    np.testing.assert_array_equal(mrml.read_segment(seg, target, geometry), expected)
+    np.testing.assert_array_equal(mrml.read_segment(seg, other, geometry), 1 - start)
+    surface = vtk.vtkPolyData()
+    seg.GetClosedSurfaceRepresentation(target, surface)
+    assert surface.GetNumberOfPoints() > 0  # the surface follows
+
+
+def test_a_segmentation_on_another_grid_is_refused_before_any_write(mri_scene, make_segmentation):
+    """An oversampled segmentation (Segment Editor > Specify geometry) would be resampled by each click."""
+    geometry = mrml.volume_geometry(mri_scene.volume)
+    seg, (target,) = make_segmentation("target")
+    fine = vtk.vtkMatrix4x4()
+    fine.DeepCopy(mrml.volume.array_to_matrix(geometry.ijk_to_ras))
+    for r in range(3):
+        for c in range(3):
+            fine.SetElement(r, c, fine.GetElement(r, c) / 2)
+    k, j, i = geometry.shape_kji
+    text = slicer.vtkSegmentationConverter.SerializeImageGeometry(
+        fine, [0, 2 * i - 1, 0, 2 * j - 1, 0, 2 * k - 1]
+    )
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    seg.GetSegmentation().SetConversionParameter(parameter, text)
+    with pytest.raises(CaseStateError, match="another grid"):
+        SegmentWriter(seg, target, geometry)

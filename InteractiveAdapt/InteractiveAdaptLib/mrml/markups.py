@@ -33,6 +33,10 @@ def create_click_nodes(scene: Any) -> tuple[Any, Any]:
         found.setdefault(node.GetAttribute(ROLE_ATTRIBUTE), node)
     if "positive" in found and "negative" in found:
         return found["positive"], found["negative"]
+    # Slicer's markups logic makes each new point list the active place list: the toolbar's "place
+    # point" in any module would then add clicks to a case. The list active before stays active.
+    selection = scene.GetNodeByID("vtkMRMLSelectionNodeSingleton")
+    active = selection.GetActivePlaceNodeID() if selection is not None else None
     nodes = []
     for positive in (True, False):
         node = scene.AddNewNodeByClass(
@@ -40,4 +44,6 @@ def create_click_nodes(scene: Any) -> tuple[Any, Any]:
         )
         style_click_node(node, positive)
         nodes.append(node)
+    if selection is not None and selection.GetActivePlaceNodeID() != active:
+        selection.SetActivePlaceNodeID(active)
     return nodes[0], nodes[1]

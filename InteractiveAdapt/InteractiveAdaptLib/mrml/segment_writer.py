@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from InteractiveAdaptLib.interaction import Block
-from InteractiveAdaptLib.mrml.segments import read_block, read_segment, write_block
+from InteractiveAdaptLib.mrml.segments import check_segment_grid, read_block, read_segment, write_block
 from InteractiveAdaptLib.mrml.volume import VolumeGeometry
 
 
@@ -16,6 +16,9 @@ class SegmentWriter:
     """One segment of a segmentation, written block by block on the main thread."""
 
     def __init__(self, segmentation: Any, segment_id: str, geometry: VolumeGeometry) -> None:
+        """Raises:
+        CaseStateError: the segmentation lies on another grid than the volume (e.g. oversampled)."""
+        check_segment_grid(segmentation, segment_id, geometry)
         self.segmentation, self.segment_id, self.geometry = segmentation, segment_id, geometry
         self.expected: np.ndarray | None = None  # the segment as the case left it (None: no case)
 

@@ -205,13 +205,82 @@ def write_block(
     extent = block_extent(geometry, axis, first, block.shape[axis])
     segmentation = segmentation_node.GetSegmentation()
     if len(segmentation.GetSegmentIDsForLayer(segmentation.GetLayerIndex(segment_id))) > 1:
-        # MIN/MAX below compare raw voxel values, so the segment needs a layer of its own.
-        segmentation.SeparateSegmentLabelmap(segment_id)
+        segmentation.SeparateSegmentLabelmap(segment_id)  # the write below replaces the whole layer
     label = segmentation.GetSegment(segment_id).GetLabelValue()
-    image = _oriented_image(geometry, extent, (block > 0).astype(np.uint8) * np.uint8(label))
-    # MIN clears what the block leaves out, MAX adds what it holds; both act only inside `extent`.
-    for mode in (_SegLogic.MODE_MERGE_MIN, _SegLogic.MODE_MERGE_MAX):
-        if not _SegLogic.SetBinaryLabelmapToSegment(image, segmentation_node, segment_id, mode, extent):
-            raise CaseStateError(
-                "The segment could not be updated. Check that the segmentation is not locked."
-            )
+    # One write, not one per operation: each write makes Slicer convert every other representation
+    # (the 3D surface) again. The image holds what the segment has around the block, and the block.
+    current = _own_labelmap(segmentation, segment_id, geometry)
+    union = extent
+    if current is not None:
+        own = current.GetExtent()
+        union = tuple(
+            min(a, b) if n % 2 == 0 else max(a, b) for n, (a, b) in enumerate(zip(own, extent, strict=True))
+        )
+    shape = [union[5] - union[4] + 1, union[3] - union[2] + 1, union[1] - union[0] + 1]
+    values = np.zeros(shape, np.uint8)
+    if current is not None:
+        e = current.GetExtent()
+        held = numpy_support.vtk_to_numpy(current.GetPointData().GetScalars()).reshape(
+            e[5] - e[4] + 1, e[3] - e[2] + 1, e[1] - e[0] + 1
+        )
+        values[_region(e, union)] = (held == label).astype(np.uint8)
+    values[_region(extent, union)] = block > 0
+    image = _oriented_image(geometry, union, values * np.uint8(label))
+    if not _SegLogic.SetBinaryLabelmapToSegment(
+        image, segmentation_node, segment_id, _SegLogic.MODE_REPLACE, union
+    ):
+        raise CaseStateError("The segment could not be updated. Check that the segmentation is not locked.")
+
+
+OTHER_GRID = (
+    "This segmentation is stored on another grid than the image (e.g. oversampled in the Segment Editor); "
+    "clicks would resample it. Use a segmentation on the image's own geometry (Segment Editor > Specify "
+    "geometry > the image, oversampling 1)."
+)
+
+
+def check_segment_grid(segmentation_node: Any, segment_id: str, geometry: VolumeGeometry) -> None:
+    """Refuse a segmentation whose grid is not the volume's: writing clicks would resample it.
+
+    Raises:
+        CaseStateError: the reference geometry or the segment's labelmap lies on another grid.
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    text = segmentation.GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    )
+    if text:
+        matrix, extent = vtk.vtkMatrix4x4(), [0] * 6
+        slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, matrix, extent)
+        if not _same_grid(matrix, geometry):
+            raise CaseStateError(OTHER_GRID)
+    _own_labelmap(segmentation, segment_id, geometry)
+
+
+def _same_grid(matrix: Any, geometry: VolumeGeometry) -> bool:
+    found = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return bool(np.allclose(found, geometry.ijk_to_ras, atol=1e-4))
+
+
+def _own_labelmap(segmentation: Any, segment_id: str, geometry: VolumeGeometry) -> Any:
+    """The segment's labelmap when it holds something, else None.
+
+    Raises:
+        CaseStateError: it lies on another grid than the volume's.
+    """
+    image = segmentation.GetSegment(segment_id).GetRepresentation(_BINARY_LABELMAP)
+    if image is None or image.GetPointData().GetScalars() is None:
+        return None
+    e = image.GetExtent()
+    if e[1] < e[0] or e[3] < e[2] or e[5] < e[4]:
+        return None
+    matrix = vtk.vtkMatrix4x4()
+    image.GetImageToWorldMatrix(matrix)
+    if not _same_grid(matrix, geometry):
+        raise CaseStateError(OTHER_GRID)
+    return image
+
+
+def _region(inner: tuple, outer: tuple) -> tuple[slice, slice, slice]:
+    """The (K, J, I) index of extent `inner` within an array holding extent `outer`."""
+    return tuple(slice(inner[2 * a] - outer[2 * a], inner[2 * a + 1] - outer[2 * a] + 1) for a in (2, 1, 0))
