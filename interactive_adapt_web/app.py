@@ -32,9 +32,9 @@ from interactive_adapt_web.view_priority import FramesFirst, ViewPriority
 from InteractiveAdaptLib.app import settings as prefs
 from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import InteractiveAdaptError
+from InteractiveAdaptLib.interaction import JobKind
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml import COMMON_STRUCTURES, Workflow, read_segment, segmentation_of
-from InteractiveAdaptLib.mrml.click_controller import SLICE_JOB
 from InteractiveAdaptLib.mrml.volume import add_volume_node, volume_geometry
 
 log = logging.getLogger(__name__)
@@ -219,37 +219,30 @@ class WebApp:
     # ------------------------------------------------------------ what the page shows
 
     def refresh(self) -> None:
-        """Structures, profile, versions and clicked slices as the workflow has them now."""
-        workflow, state = self.workflow, self.state
-        state.structures = [{"id": sid, "name": name} for sid, name in workflow.structures()]
-        state.structure_id = workflow.segment_id or None
-        state.has_volume = workflow.volume is not None
-        state.has_structure = bool(workflow.segment_id)
-        placing = workflow.placing
-        state.placing = "" if placing is None else ("positive" if placing else "negative")
-        state.clicked_slices = workflow.clicked_slices_text() if workflow.segment_id else ""
-        if workflow.segment_id and not workflow.session_ready:
-            state.profile = "Loading the network..."
-        else:
-            try:
-                state.profile = workflow.profile_summary()
-                choices = workflow.version_choices()
-            except InteractiveAdaptError as error:
-                return self.set_status(str(error))
-            state.versions = [{"label": label, "version": version} for label, version in choices]
-            if state.version not in [v for _, v in choices]:
-                state.version = None
+        """Show the workflow's panel state: structures, profile, versions, clicked slices, the last click."""
+        panel, state = self.workflow.panel(on_ready=self.refresh), self.state
+        state.structures = [{"id": sid, "name": name} for sid, name in panel.structures]
+        state.structure_id = panel.structure_id or None
+        state.has_volume = bool(panel.patient)
+        state.has_structure = bool(panel.structure_id)
+        state.placing = "" if panel.placing is None else ("positive" if panel.placing else "negative")
+        state.clicked_slices = panel.clicked_slices_text if panel.structure_id else ""
+        state.latency = panel.latency
+        state.profile = panel.profile
+        state.versions = [{"label": label, "version": version} for label, version in panel.versions]
+        if state.version not in [v for _, v in panel.versions]:
+            state.version = None
 
     def set_status(self, text: str) -> None:
+        """The workflow's news: the status line, and the panel it may have changed."""
         self.state.status = text
-        self.state.clicked_slices = self.workflow.clicked_slices_text() if self.workflow.segment_id else ""
-        controller = self.workflow.cases.controller
-        wait = getattr(controller, "last_wait_ms", None)
-        if wait is not None and text.startswith("Segmented in"):  # a click's news: say how long it took
-            filled = getattr(controller, "last_fill_ms", None) if "filled in 3D by" in text else None
-            fill = f", filled in 3D after {filled:.0f} ms" if filled else ""
-            self.state.latency = f"Last click: slice ready on the server after {wait:.0f} ms{fill}"
+        panel = self.workflow.panel(engine_installed=False)  # no store reads on every click
+        self.state.clicked_slices = panel.clicked_slices_text if panel.structure_id else ""
+        self.state.latency = panel.latency
         self.emit("status", text=text)
+        if panel.last_click is not None:  # what the click's user waited, for tests and bench-web
+            click = panel.last_click
+            self.emit("click", slice_ms=round(click.slice_ms, 1), fill_ms=click.fill_ms, clicks=click.clicks)
 
     def slice_views(self) -> list[Any]:
         return self.slicer.view_manager.get_slice_views()
@@ -348,9 +341,8 @@ class WebApp:
         busy = self.worker.busy
         if busy != self.state.busy:
             self.state.busy = busy
-        text = self.worker.current_description or ""
-        if busy and text != self.state.busy_text:
-            self.state.busy_text = text
+        if busy:  # trame sends a state value only when it changed
+            self.state.busy_text = self.worker.current_description or ""
 
     def _on_ready(self, **_: Any) -> None:
         self.emit("ready")
@@ -362,13 +354,13 @@ class WebApp:
             with self.state:
                 results = self.worker.poll()
                 for result in results if self.priority else ():  # the clicked view first, others after
-                    if result.description.startswith(SLICE_JOB) and result.ok:
+                    if result.kind is JobKind.SLICE and result.ok:
                         self.priority.slice_written()
                     else:
                         self.priority.release()
                 if results and self._event_log is not None:
                     for result in results:
-                        self.emit("job", what=result.description, ms=round(result.duration_s * 1000, 1))
+                        self.emit("job", what=result.kind.name, ms=round(result.duration_s * 1000, 1))
                     self._log_segment()
                 self._refresh_busy()
             if self._deadline is not None and time.monotonic() > self._deadline:

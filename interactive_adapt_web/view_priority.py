@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from InteractiveAdaptLib.mrml.click_controller import FILL_JOB
+from InteractiveAdaptLib.interaction import JobKind
 from InteractiveAdaptLib.mrml.point_placer import CLICK_TOLERANCE_PX
 
 MAX_WAIT_S = 2.0
@@ -124,15 +124,15 @@ class FramesFirst:
         self._worker = worker
         self._priority = priority
 
-    def submit(self, fn: Callable[..., Any], *args: Any, description: str = "", **kwargs: Any) -> Any:
-        if description == FILL_JOB:
+    def submit(self, fn: Callable[..., Any], *args: Any, kind: JobKind = JobKind.OTHER, **kwargs: Any) -> Any:
+        if kind is JobKind.FILL:
             frame_drawn, fill = self._priority.frame_drawn, fn
 
             def fn(*a: Any, **k: Any) -> Any:
                 frame_drawn.wait(MAX_FILL_DELAY_S)
                 return fill(*a, **k)
 
-        return self._worker.submit(fn, *args, description=description, **kwargs)
+        return self._worker.submit(fn, *args, kind=kind, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._worker, name)

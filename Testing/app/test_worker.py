@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from InteractiveAdaptLib.app.worker import InlineExecutor, JobCancelled, Worker
@@ -250,3 +251,39 @@ def test_a_job_without_a_cancel_flag_that_ran_to_the_end_is_not_reported_cancell
     assert worker.wait_idle(5)
     (result,) = worker.poll()
     assert result.ok and result.value == "rolled back"
+
+
+def test_a_result_says_its_kind_owner_range_and_message_without_parsing_text():
+    from InteractiveAdaptLib.errors import CaseStateError
+    from InteractiveAdaptLib.interaction import Block, CaseUpdate, JobKind
+
+    owner, results = object(), []
+    executor = InlineExecutor()
+    update = CaseUpdate(None, [Block(0, 4, np.zeros((3, 2, 2), np.uint8))], [5])
+    executor.submit(lambda: update, kind=JobKind.FILL, owner=owner, on_done=results.append)
+    executor.submit(
+        _raise(CaseStateError("No case is open. Start one.")), kind=JobKind.SLICE, on_done=results.append
+    )
+    executor.submit(_raise(ZeroDivisionError("division by zero in a server path")), on_done=results.append)
+    filled, refused, failed = results
+    assert (filled.kind, filled.owner, filled.slice_range, filled.message) == (
+        JobKind.FILL,
+        owner,
+        (4, 6),
+        "",
+    )
+    assert filled.description == JobKind.FILL.text and filled.duration_s >= 0
+    assert refused.kind is JobKind.SLICE and refused.message == "No case is open. Start one."
+    assert refused.slice_range is None
+    assert (
+        failed.kind is JobKind.OTHER
+        and "ZeroDivisionError" in failed.message
+        and "server path" not in failed.message
+    )
+
+
+def _raise(error):
+    def job():
+        raise error
+
+    return job

@@ -1,5 +1,5 @@
 """`interactive-adapt segment` end to end, on real data with a tiny real network: NIfTI and DICOM in,
-the mask out (the structure in 3D, or only the clicked slices with --per-slice), learning into the site
+the mask out (the structure in 3D, through the engine's case as in the module), learning into the site
 store, clear errors; and the 3D mask of a real structure with the shipped model."""
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def write_clicks(path, clicks, profile="Brain"):
     return path
 
 
-def test_per_slice_writes_the_mask_on_the_clicked_slice_only_and_learns(
+def test_segment_writes_the_mask_around_the_clicked_slice_and_learns(
     tiny_model, colin_crop, tmp_path, capsys
 ):
     image, volume = colin_crop
@@ -68,13 +68,13 @@ def test_per_slice_writes_the_mask_on_the_clicked_slice_only_and_learns(
     out = tmp_path / "mask.nii.gz"
     code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
                      "--model", str(tiny_model.directory), "--learn", "--root", str(tmp_path / "sites"),
-                     "--site", "Hospital A", "--per-slice"])  # fmt: skip
+                     "--site", "Hospital A"])  # fmt: skip
     assert code == 0
     mask = read_volume(out)
     np.testing.assert_allclose(mask.ijk_to_ras, volume.ijk_to_ras, atol=1e-4)
     assert mask.array.shape == volume.array.shape
     per_slice = mask.array.reshape(mask.array.shape[0], -1).sum(1)
-    assert per_slice[20] > 0 and per_slice.sum() == per_slice[20]  # only the clicked K slice
+    assert per_slice[20] > 0  # the clicked K slice, and whatever the case filled around it
     assert "version 1" in capsys.readouterr().out
     versions = SiteStore(tmp_path / "sites").profile("Hospital A", "Brain").versions()
     assert [v.version for v in versions] == [1] and versions[0].clicks_learned == 2
@@ -87,7 +87,7 @@ def test_segment_learns_both_sides_of_a_structure_in_one_profile(tiny_model, col
         clicks = write_clicks(tmp_path / "clicks.json", [{"voxel": [40, 30, 20], "positive": True}], side)
         code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(tmp_path / "m.nrrd"),
                          "--model", str(tiny_model.directory), "--learn", "--root", str(root),
-                         "--site", "Hospital A", "--per-slice"])  # fmt: skip
+                         "--site", "Hospital A"])  # fmt: skip
         assert code == 0
     versions = SiteStore(root).profile("Hospital A", "Hippocampus").versions()
     assert [v.version for v in versions] == [1, 2]  # the right side built on the left side's version
@@ -132,7 +132,7 @@ def test_segment_at_a_finer_working_resolution(tiny_model, colin_crop, tmp_path,
         out = tmp_path / f"mask-{spacing}.nii.gz"
         code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
                          "--model", str(tiny_model.directory), "--working-spacing", spacing,
-                         "--per-slice"])  # fmt: skip
+                         ])  # fmt: skip
         assert code == 0
         masks[spacing] = read_volume(out).array
     assert masks["1"].shape == masks["0.5"].shape and not np.array_equal(masks["1"], masks["0.5"])

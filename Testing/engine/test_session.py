@@ -114,23 +114,6 @@ def test_undo_restores_weights_optimizer_mask_and_clicks_bit_for_bit(base, colin
         session.undo()
 
 
-def test_remove_earlier_click_repredicts_without_it_and_keeps_weights(base, colin):
-    session = make_session(base)
-    session.start_case(colin.image, colin.spacing_kji, "brain", normalized=True)
-    a, b, c = brain_slice_click(colin), Click(0, AXIAL, 40, 40, False), Click(0, AXIAL, 120, 60, True)
-    for click in (a, b, c):
-        session.add_click(click)
-    session.learn_pending()
-    w = weights(session)
-    result = session.remove_click(1)
-    assert session.clicks == [a, c]
-    assert same_weights(w, weights(session))
-    expected = session.predictor.predict(
-        colin.image[AXIAL], (1.0, 1.0), [(a.row, a.col, True), (c.row, c.col, True)]
-    )
-    np.testing.assert_array_equal(result.mask, expected)
-
-
 def test_post_interaction_runs_both_stages_and_saves_a_version(base, colin, tmp_path):
     store = SiteStore(tmp_path / "store")
     session = make_session(base, store=store, mid_interaction=False)
@@ -308,7 +291,6 @@ operations = st.lists(
             st.booleans(),
         ),
         st.tuples(st.just("undo")),
-        st.tuples(st.just("remove"), st.integers(-1, 6)),
         st.tuples(st.just("learn")),
         st.tuples(st.just("reset")),
     ),
@@ -327,8 +309,6 @@ def test_fuzzed_click_sequences_raise_only_documented_errors(base, small_volume,
                 session.add_click(Click(*op[1:]))
             elif op[0] == "undo":
                 session.undo()
-            elif op[0] == "remove":
-                session.remove_click(op[1])
             elif op[0] == "learn":
                 session.learn_pending()
             else:

@@ -1,6 +1,6 @@
 """The left thalamus of Colin27 in 3D, clicked as a clinician would in the module: real left clicks in an
 offscreen axial (Red) slice view place the points, and the module's own path does the rest (Workflow ->
-CaseManager -> ClickController in 3D mode -> Worker thread -> VolumeCase + InteractiveSession with the
+CaseManager -> ClickController -> Worker thread -> the engine's Case + InteractiveSession with the
 SHIPPED base model, ITK's contour interpolation between clicked slices). Every check reads the segment
 back from the scene.
 

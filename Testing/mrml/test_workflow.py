@@ -226,7 +226,7 @@ def test_the_3d_switch_and_slice_range_reach_the_case_and_the_clicked_slices_are
     assert panel.status[-1].startswith("3D filling is off: a click segments its own slice")
     panel.click(seed, view=k_view)
     controller = w.cases.controller
-    assert controller.volume_mode and (controller.fill_3d, controller.bounds) == (False, (None, None))
+    assert (controller.fill_3d, controller.bounds) == (False, (None, None))
     assert w.panel().clicked_slices == [seed[0]]
     panel.click((seed[0] + 2, *seed[1:]), view=k_view)
     assert w.panel().clicked_slices_text == f"Clicked slices: {seed[0]}, {seed[0] + 2}"

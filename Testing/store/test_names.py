@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from InteractiveAdaptLib.errors import SiteStoreError
 from InteractiveAdaptLib.store.names import (
     MAX_NAME_LENGTH,
+    ProfileName,
     check_name,
     folder_name,
     profile_name,
@@ -91,3 +92,10 @@ def test_profile_name_is_the_one_rule_from_a_structure_to_its_profile(name, prof
     assert check_name(profile_name(name), "profile") == profile  # always a valid store name
     long = profile_name("Lesion of the left temporal lobe " * 4)
     assert len(long) <= MAX_NAME_LENGTH and check_name(long, "profile") == long
+
+
+def test_a_profile_name_is_normalised_once_on_its_way_to_the_store():
+    once = profile_name("Hippocampus (L)")
+    assert isinstance(once, ProfileName) and once == "Hippocampus"
+    assert profile_name(once) is once  # the session and the store take it as it is
+    assert profile_name(str(once)) == once and profile_name(str(once)) is not once

@@ -252,10 +252,7 @@ def run_stream(
                 clicks_so_far = session.slice_clicks(key)
             else:  # clicks 11-20 only measure NoC: weights frozen
                 clicks_so_far.append(point)
-                prepared = session.prepared_slice(key)
-                mask = session.predictor.to_native(
-                    session.predictor.logits(prepared, clicks_so_far), prepared
-                )
+                mask = session.predict_slice(key, clicks_so_far)
             curve[t] = dice(mask, target)
             if t == TEACHING_CLICKS - 1 and curve[: t + 1].max() >= NOC_LEVELS[-1]:
                 break  # every NoC level is reached

@@ -23,7 +23,6 @@ import json
 import logging
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -68,8 +67,8 @@ def run(
         require_browser,
         view_mask,
     )
+    from InteractiveAdaptLib.interaction import JobKind
     from InteractiveAdaptLib.io.volumes import read_volume
-    from InteractiveAdaptLib.mrml.click_controller import FILL_JOB, LEARN_JOB, PREPARE_JOB, SLICE_JOB
 
     require_browser()
     atlas = read_volume(ATLAS_FILE)
@@ -97,7 +96,9 @@ def run(
                 page.type("ia-new-structure", name)
                 page.press("ia-add-structure")
                 page.wait_text("ia-profile", "learns in profile", timeout=120)
-                app.wait_event("job", where=lambda e: e["what"] == PREPARE_JOB, after=mark, timeout=120)
+                app.wait_event(
+                    "job", where=lambda e: e["what"] == JobKind.PREPARE.name, after=mark, timeout=120
+                )
                 page.key("p")
                 page.wait_class("ia-positive", "v-btn--variant-flat")
                 inside = np.argwhere(ndimage.binary_erosion(mask, iterations=2))
@@ -112,7 +113,7 @@ def run(
                     def learned(mark=mark):
                         return app.wait_event(
                             "job",
-                            where=lambda event: event["what"] == LEARN_JOB,
+                            where=lambda event: event["what"] == JobKind.LEARN.name,
                             after=mark,
                             timeout=120,
                         )
@@ -120,10 +121,7 @@ def run(
                     browser_ms = page.timed_click(0, xy, settled=learned)
                     events = app.events()[mark:]
                     jobs = {e["what"]: e["ms"] for e in events if e["event"] == "job"}
-                    statuses = [e["text"] for e in events if e["event"] == "status"]
-                    server = [
-                        float(m.group(1)) for t in statuses if (m := re.search(r"Segmented in (\d+) ms", t))
-                    ]
+                    server = [e["slice_ms"] for e in events if e["event"] == "click"]
                     renders = [e["ms"] for e in events if e["event"] == "render"]
                     records.append(
                         {
@@ -132,11 +130,9 @@ def run(
                             "click": n + 1,
                             "browser_ms": None if browser_ms < 0 else round(browser_ms, 1),
                             "server_slice_ms": server[0] if server else None,
-                            "slice_job_ms": next(
-                                (v for k, v in jobs.items() if k.startswith(SLICE_JOB)), None
-                            ),
-                            "fill_job_ms": jobs.get(FILL_JOB),
-                            "learn_job_ms": jobs.get(LEARN_JOB),
+                            "slice_job_ms": next(jobs.get(JobKind.SLICE.name)),
+                            "fill_job_ms": jobs.get(JobKind.FILL.name),
+                            "learn_job_ms": jobs.get(JobKind.LEARN.name),
                             "view_renders": len(renders),
                             "view_render_ms": round(float(np.median(renders)), 1) if renders else None,
                         }

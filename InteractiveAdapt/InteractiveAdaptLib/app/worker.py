@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from InteractiveAdaptLib.errors import InteractiveAdaptError
 from InteractiveAdaptLib.interaction import JobKind
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,23 @@ class JobResult:
     def ok(self) -> bool:
         """The job ran to the end without an error and was not cancelled."""
         return self.error is None and not self.cancelled
+
+    @property
+    def slice_range(self) -> tuple[int, int] | None:
+        """(first, last) slice of the K axis a case job wrote (None for other jobs or none written)."""
+        return getattr(self.value, "slice_range", None) if self.ok else None
+
+    @property
+    def message(self) -> str:
+        """How the job ended, for the user: '' when it went well, the error's own words when a user
+        caused it (they say what to do), a line pointing to the log for an unexpected failure."""
+        if self.cancelled:
+            return f"{self.kind.text}: cancelled."
+        if self.error is None:
+            return ""
+        if isinstance(self.error, InteractiveAdaptError):
+            return str(self.error)
+        return f"Something unexpected went wrong ({type(self.error).__name__}); see the error log."
 
 
 def _matches(job: Job, job_ids: set[int] | None, owner: Any) -> bool:

@@ -1,7 +1,7 @@
 """Slicer scene adapter, the layer between the module's GUI and the engine: volume node -> array and
 geometry, slice view + markups point -> click, 2D prediction -> one slice of a segment's binary
 labelmap (a slice, or a block of slices at once), and the click controller that drives the engine
-session (each click fills the structure in 3D through the engine's VolumeCase, or segments only its slice).
+case (each click fills the structure in 3D through the engine's Case, engine/case.py).
 
 Imports `slicer` (MRML) and VTK only, never qt, ctk or slicer.app, so it runs and is tested in a
 plain Python scene (pip package slicer-core) exactly as inside Slicer. The engine never imports it.
@@ -27,6 +27,7 @@ from InteractiveAdaptLib.mrml.markups import (
     create_click_nodes,
     style_click_node,
 )
+from InteractiveAdaptLib.mrml.panel_state import COMMON_STRUCTURES
 from InteractiveAdaptLib.mrml.point_placer import CLICK_TOLERANCE_PX, PointPlacer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
@@ -48,6 +49,7 @@ from InteractiveAdaptLib.mrml.slice_views import (
     distance_to_slice_plane,
     find_slice_node,
     ras_to_slice_pixel,
+    show_volume,
     slice_axis,
     slice_nodes,
     slice_normal,
@@ -59,7 +61,7 @@ from InteractiveAdaptLib.mrml.volume import (
     volume_array,
     volume_geometry,
 )
-from InteractiveAdaptLib.mrml.workflow import COMMON_STRUCTURES, Workflow, show_volume
+from InteractiveAdaptLib.mrml.workflow import Workflow
 
 __all__ = [
     "ANGLE_TOLERANCE_DEG",

@@ -245,30 +245,15 @@ class ClickController(slicer.util.VTKObservationMixin):
         if not self._started:
             self.start_case()
         # The clicked slice is shown first, the filling after it; the MI step runs before the next click.
-        self.executor.submit(
-            self._click,
-            click,
-            self.options,
-            owner=self,
-            kind=JobKind.SLICE,
-            on_done=functools.partial(self._on_slice, record),
-        )
-        self.executor.submit(
-            self._fill, owner=self, kind=JobKind.FILL, on_done=functools.partial(self._on_filled, record)
-        )
-        self.executor.submit(self._learn, owner=self, kind=JobKind.LEARN, on_done=self._on_simple)
+        submit, done = self.executor.submit, functools.partial
+        submit(self._call, "click", click, self.options, False, owner=self, kind=JobKind.SLICE,
+               on_done=done(self._on_slice, record))  # fmt: skip
+        submit(self._call, "fill", owner=self, kind=JobKind.FILL, on_done=done(self._on_filled, record))
+        submit(self._call, "learn_pending", owner=self, kind=JobKind.LEARN, on_done=self._on_simple)
 
-    def _click(self, click: Click, options: FillOptions) -> CaseUpdate:
-        """Worker thread: the click's slice through the case (the filling waits)."""
-        return self._require_case().click(click, options, fill_now=False)
-
-    def _fill(self) -> CaseUpdate:
-        """Worker thread: fill the structure around the newest click's slice."""
-        return self._require_case().fill()
-
-    def _learn(self) -> bool:
-        """Worker thread: the newest click's mid-interaction step."""
-        return self._require_case().learn_pending()
+    def _call(self, method: str, *args: Any) -> Any:
+        """Worker thread: one of the case's methods (its slice first, the filling after, its learning)."""
+        return getattr(self._require_case(), method)(*args)
 
     @calldata_type(vtk.VTK_INT)
     def _on_point_removed(self, caller: Any, event: Any, index: int | None = None) -> None:
@@ -347,17 +332,14 @@ class ClickController(slicer.util.VTKObservationMixin):
         later = self.records[self.records.index(record) + 1 :]
         self.records.remove(record)
         self.executor.submit(
-            self._remove,
+            self._call,
+            "remove",
             record.click,
             self.options,
             owner=self,
             kind=JobKind.REMOVE if later else JobKind.UNDO,
             on_done=functools.partial(self._on_removed, record, later),
         )
-
-    def _remove(self, click: Click, options: FillOptions) -> Any:
-        """Worker thread: take the click out of the case (the later clicks are placed again)."""
-        return self._require_case().remove(click, options)
 
     def _on_removed(self, record: ClickRecord, later: list[ClickRecord], result: Any) -> None:
         if result.error is not None:

@@ -90,3 +90,11 @@ def align_slice_views(slice_node_list: list[Any], volume_node: Any) -> None:
     """Rotate each slice view to the volume's nearest image plane (needed for obliquely acquired MRI)."""
     for node in slice_node_list:
         node.RotateToVolumePlane(volume_node)
+
+
+def show_volume(scene: Any, volume: Any) -> None:
+    """Show the volume in every slice view, turned to its own image planes (once per patient, so a view
+    the user reformats later stays as the user left it)."""
+    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode").SetBackgroundVolumeID(volume.GetID())
+    align_slice_views(slice_nodes(scene), volume)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError, InvalidClickError
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
-from InteractiveAdaptLib.mrml.panel_state import PanelState
+from InteractiveAdaptLib.mrml.panel_state import PanelState, build_panel, fill_news
 from InteractiveAdaptLib.mrml.point_placer import PointPlacer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
@@ -24,26 +24,8 @@ from InteractiveAdaptLib.mrml.segments import (
     segment_profile,
     segmentation_of,
 )
-from InteractiveAdaptLib.mrml.slice_views import align_slice_views, slice_nodes
+from InteractiveAdaptLib.mrml.slice_views import show_volume
 from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name, volume_geometry
-
-# Offered in the structure name box; any other name can be typed. A side in the name ("(L)", "left")
-# shares the profile of the structure.
-COMMON_STRUCTURES = (
-    "Brain",
-    "Hippocampus",
-    "Amygdala",
-    "Caudate",
-    "Putamen",
-    "Thalamus",
-    "Lateral ventricle",
-    "Grey matter",
-    "White matter",
-    "Cerebellum",
-    "Brainstem",
-    "Tumour",
-    "Oedema",
-)
 
 Ask = Callable[[str], bool]
 
@@ -182,51 +164,9 @@ class Workflow:
         return segment_profile(self.segmentation, self.segment_id)
 
     def panel(self, engine_installed: bool = True, on_ready: Callable[[], None] | None = None) -> PanelState:
-        """The panel's state now. With a structure chosen and the network not loaded yet, its loading
-        starts (on the worker) and the profile line says so; `on_ready` runs once it is loaded (ask
-        again then).
-
-        Args:
-            engine_installed: False when the engine's packages are not installed yet (the profile and
-                its versions show once they are).
-            on_ready: called (on the main thread) when the network this call started loading is ready.
-
-        Returns:
-            Patient, structures, the profile's line and versions, clicked slices, clicks, placing,
-            the worker's progress, the status line and the newest click's wait.
-        """
-        controller = self.cases.controller
-        state = PanelState(
-            patient=node_name(self.volume) if self.volume is not None else "",
-            structures=self.structures(),
-            structure_id=self.segment_id,
-            clicked_slices=list(controller.confirmed) if controller is not None else [],
-            clicks=self.clicks,
-            placing=self.placing,
-            busy=bool(self.executor.busy),
-            progress=getattr(self.executor, "current_description", ""),
-            status=self.status,
-            last_click=controller.last_click if controller is not None else None,
-        )
-        if self.volume is None:
-            state.profile = "Choose the MRI volume, then add the structure to segment."
-        elif not self.segment_id:
-            state.profile = (
-                "Add or choose the structure to segment: its name picks what the network has learned for it."
-            )
-        elif not engine_installed:
-            state.profile = "Versions show once PyTorch is installed (press a point button)."
-        elif not self.session_ready and (self.preload_session(on_ready) or not self.session_ready):
-            state.profile = "Loading the network..."  # ready at once with an inline executor (tests, CLI)
-        else:
-            try:
-                session = self.session()
-                provenance = session.provenance(self.profile)
-                state.versions = session.version_choices(self.profile)
-            except InteractiveAdaptError as error:
-                provenance = str(error)
-            state.profile = f"'{self.structure_name}' learns in profile '{self.profile}'. {provenance}"
-        return state
+        """The panel's state now (see `panel_state.build_panel`: with a structure chosen and the network
+        not loaded yet, its loading starts and `on_ready` runs once it is ready)."""
+        return build_panel(self, engine_installed, on_ready)
 
     def session(self) -> CaseSession:
         """The engine session for the current settings (opened on first use)."""
@@ -288,17 +228,7 @@ class Workflow:
             )
         self.fill_3d, self.slice_range = bool(fill_3d), (first, last)
         self._apply_fill()
-        if not self.fill_3d:
-            how = "3D filling is off: a click segments its own slice (the slices between two clicked slices are still filled)"
-        else:
-            how = "Each click fills the structure in 3D"
-        if first is not None and last is not None:
-            within = f", within slices {first} to {last}"
-        elif first is not None or last is not None:
-            within = f", from slice {first} on" if first is not None else f", up to slice {last}"
-        else:
-            within = ""
-        self._status(f"{how}{within} (from the next click).")
+        self._status(fill_news(self.fill_3d, first, last))
 
     def _apply_fill(self) -> None:
         controller = self.cases.controller
@@ -446,11 +376,3 @@ class Workflow:
     def _segment_ids(self) -> list[str]:
         segmentation = self.segmentation.GetSegmentation()
         return [segmentation.GetNthSegmentID(n) for n in range(segmentation.GetNumberOfSegments())]
-
-
-def show_volume(scene: Any, volume: Any) -> None:
-    """Show the volume in every slice view, turned to its own image planes (once per patient, so a view
-    the user reformats later stays as the user left it)."""
-    for n in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
-        scene.GetNthNodeByClass(n, "vtkMRMLSliceCompositeNode").SetBackgroundVolumeID(volume.GetID())
-    align_slice_views(slice_nodes(scene), volume)

@@ -77,7 +77,12 @@ def folder_name(name: str) -> str:
     return name.casefold().replace(" ", "_")
 
 
-def profile_name(structure: str) -> str:
+class ProfileName(str):
+    """A learning profile's name, as `profile_name` made it: passing one through `profile_name` again
+    returns it as it is, so a name is normalised once on its way from the segment to the store."""
+
+
+def profile_name(structure: str) -> ProfileName:
     """The learning profile of a structure or segment name; every door to a profile goes through it.
 
     The side is dropped (left and right learn together), then the name is made valid.
@@ -85,5 +90,7 @@ def profile_name(structure: str) -> str:
     Returns:
         A name that passes `check_name`: 'Hippocampus (L)' -> 'Hippocampus', 'Tumor #1' -> 'Tumor 1'.
     """
+    if isinstance(structure, ProfileName):
+        return structure
     # Safe characters first, so that a side in brackets ("Hippocampus (L)") is a word of its own.
-    return suggest_name(without_side(suggest_name(str(structure), "profile")), "profile")
+    return ProfileName(suggest_name(without_side(suggest_name(str(structure), "profile")), "profile"))
