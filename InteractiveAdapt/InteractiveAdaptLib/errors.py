@@ -30,3 +30,13 @@ class IncompatibleBaseModelError(WeightsError):
 
 class SiteStoreError(InteractiveAdaptError):
     """The site store cannot do what was asked (bad name, unknown version, disk full, ...)."""
+
+
+class SiteStoreAccessError(SiteStoreError):
+    """The site store's folder cannot be read or written (permissions, a read-only or full disk, a
+    network drive that went away); the message names the folder and what to do."""
+
+
+class TorchTooOldError(WeightsError):
+    """The PyTorch in use is older than the first version whose weights-only loading is not known to
+    be bypassable, so no weight file is read with it."""

@@ -27,6 +27,7 @@ NVIDIA_SMI = """\
 | NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |
 |-----------------------------------------+------------------------+----------------------+
 """
+NVIDIA_SMI_12_6 = NVIDIA_SMI.replace("550.54.15", "560.35.03").replace("12.4 ", "12.6 ")
 
 
 def _pyproject_specs() -> dict[str, str]:
@@ -119,12 +120,14 @@ def test_can_import_and_distribution_records():
 @pytest.mark.parametrize(
     ("system", "cuda", "label", "index"),
     [
-        ("Linux", (12, 4), "cu124", "https://download.pytorch.org/whl/cu124"),
-        ("Linux", (12, 5), "cu124", "https://download.pytorch.org/whl/cu124"),
+        ("Linux", (12, 6), "cu126", "https://download.pytorch.org/whl/cu126"),
+        ("Linux", (12, 7), "cu126", "https://download.pytorch.org/whl/cu126"),
         ("Windows", (12, 6), "cu126", "https://download.pytorch.org/whl/cu126"),
         ("Windows", (12, 9), "cu128", "https://download.pytorch.org/whl/cu128"),
         ("Linux", (13, 0), "cu128", "https://download.pytorch.org/whl/cu128"),
-        ("Linux", (12, 2), "cu118", "https://download.pytorch.org/whl/cu118"),
+        # cu124 and cu118 carry no torch>=2.10: an older driver gets the CPU build and the reason.
+        ("Linux", (12, 4), "cpu", "https://download.pytorch.org/whl/cpu"),
+        ("Linux", (12, 2), "cpu", "https://download.pytorch.org/whl/cpu"),
         ("Windows", None, "cpu", "https://download.pytorch.org/whl/cpu"),
         ("Linux", None, "cpu", "https://download.pytorch.org/whl/cpu"),
         ("Linux", (11, 4), "cpu", "https://download.pytorch.org/whl/cpu"),
@@ -137,7 +140,7 @@ def test_torch_build_for_each_platform_and_driver(system, cuda, label, index):
     assert (build.label, build.index_url) == (label, index)
     if label == "cpu":
         assert build.download_mb <= 300 and "processor only" in build.description
-    if cuda == (11, 4):
+    if cuda is not None and label == "cpu":
         assert "driver is too old" in build.description
     if label.startswith("cu"):
         assert build.download_mb >= 2000 and "NVIDIA" in build.description
@@ -172,7 +175,7 @@ def test_nvidia_smi_output_without_a_driver_or_when_it_fails():
 
 def test_detect_torch_build_asks_the_driver_only_where_pytorch_has_cuda_builds():
     asked = []
-    assert deps.detect_torch_build("Linux", lambda: asked.append(1) or NVIDIA_SMI).label == "cu124"
+    assert deps.detect_torch_build("Linux", lambda: asked.append(1) or NVIDIA_SMI_12_6).label == "cu126"
     assert deps.detect_torch_build("Windows", lambda: None).label == "cpu"
     assert deps.detect_torch_build("Darwin", lambda: 1 / 0).label == "pypi"
     assert asked == [1]
@@ -183,6 +186,7 @@ def test_detect_torch_build_asks_the_driver_only_where_pytorch_has_cuda_builds()
 
 def _plan_for(missing, **kwargs) -> deps.InstallPlan:
     kwargs.setdefault("installed", lambda name: False)
+    kwargs.setdefault("version_of", lambda name: None)  # no pip record: every version is taken as it is
     return deps.build_install_plan(
         deps.read_requirements(REQUIREMENTS), lambda name: name not in missing, **kwargs
     )
@@ -202,12 +206,13 @@ def test_pip_plan_on_linux_with_a_gpu_installs_the_cuda_build_first_then_the_res
     torch, rest, check = plan.steps
     assert torch.command("PythonSlicer") == [
         "PythonSlicer", "-m", "pip", "install", "--no-input", "--disable-pip-version-check",
-        "--index-url", "https://download.pytorch.org/whl/cu126", "torch>=2.4",
+        "--index-url", "https://download.pytorch.org/whl/cu126", "torch>=2.10",
     ]  # fmt: skip
     specs = {r.name: r.spec for r in deps.read_requirements(REQUIREMENTS)}
     assert rest.packages == (specs["monai"], specs["scipy"])
     assert rest.args[-2:] == rest.packages and "--index-url" not in rest.args  # the rest comes from PyPI
-    assert check.args == ("-c", "import torch, monai, scipy")
+    assert check.args[0] == "-c" and check.args[1].startswith("import torch, monai, scipy; ")
+    assert "torch>=2.10" in check.args[1]  # the check also refuses a torch below the floor
     text = plan.confirmation_text()
     for expected in ("torch, monai, scipy", "CUDA 12.6", "3.0 GB", specs["monai"], "cancel", "Install now?"):
         assert expected in text, expected
@@ -216,25 +221,25 @@ def test_pip_plan_on_linux_with_a_gpu_installs_the_cuda_build_first_then_the_res
 
 def test_pip_plan_without_gpu_uses_the_small_cpu_build_and_macos_uses_pypi():
     cpu = _plan_for({"torch"}, torch_build=deps.choose_torch_build("Windows", None))
-    assert cpu.steps[0].args[-3:] == ("--index-url", "https://download.pytorch.org/whl/cpu", "torch>=2.4")
+    assert cpu.steps[0].args[-3:] == ("--index-url", "https://download.pytorch.org/whl/cpu", "torch>=2.10")
     assert "200 MB" in cpu.confirmation_text() and "no NVIDIA graphics card" in cpu.confirmation_text()
     mac = _plan_for({"torch"}, torch_build=deps.choose_torch_build("Darwin", None))
-    assert "--index-url" not in mac.steps[0].args and mac.steps[0].args[-1] == "torch>=2.4"
+    assert "--index-url" not in mac.steps[0].args and mac.steps[0].args[-1] == "torch>=2.10"
     assert [s.kind for s in mac.steps] == ["torch", "check"]
 
 
 def test_torch_build_is_detected_only_when_torch_is_missing():
     plan = _plan_for({"filelock"}, torch_build=lambda: 1 / 0)
     assert [(s.kind, s.packages) for s in plan.steps] == [("pip", ("filelock>=3.13,<5",)), ("check", ())]
-    detected = _plan_for({"torch"}, torch_build=lambda: deps.choose_torch_build("Linux", (12, 4)))
-    assert "https://download.pytorch.org/whl/cu124" in detected.steps[0].args
+    detected = _plan_for({"torch"}, torch_build=lambda: deps.choose_torch_build("Linux", (12, 6)))
+    assert "https://download.pytorch.org/whl/cu126" in detected.steps[0].args
 
 
 def test_with_the_pytorch_extension_torch_comes_through_its_installer_light_the_torch():
     plan = _plan_for({"torch", "light_the_torch", "monai"}, slicer_pytorch_available=True)
     assert [s.kind for s in plan.steps] == ["pip", "light-the-torch", "pip", "check"]
     assert plan.steps[0].packages == (deps.LIGHT_THE_TORCH_REQUIREMENT,)
-    assert plan.steps[1].command("py") == ["py", "-m", "light_the_torch", "install", "torch>=2.4"]
+    assert plan.steps[1].command("py") == ["py", "-m", "light_the_torch", "install", "torch>=2.10"]
     assert "PyTorch extension" in plan.confirmation_text()
     helper_there = _plan_for({"torch"}, slicer_pytorch_available=True)
     assert [s.kind for s in helper_there.steps] == ["light-the-torch", "check"]
@@ -253,6 +258,71 @@ def test_installed_but_damaged_packages_are_reinstalled_without_touching_their_d
     repair = plan.steps[2]
     assert repair.args[-3:] == ("--force-reinstall", "--no-deps", "scipy>=1.11,<2")
     assert "damaged" in repair.description
+
+
+# ---------------------------------------------------------------- versions
+
+
+def test_the_torch_floor_is_the_one_the_weights_loader_enforces():
+    from InteractiveAdaptLib.model.checkpoint import MIN_TORCH
+
+    assert deps.TORCH_REQUIREMENT == "torch>=" + ".".join(map(str, MIN_TORCH)) == "torch>=2.10"
+    assert deps.TORCH.accepts("2.13.0+cpu") and deps.TORCH.accepts("2.10.0")
+    assert not deps.TORCH.accepts("2.9.1") and not deps.TORCH.accepts("2.5.1+cu124")
+    assert not deps.TORCH.accepts("not a version")
+
+
+def test_installed_versions_come_from_pip_records():
+    assert deps.installed_version("pytest") == __import__("pytest").__version__
+    assert deps.installed_version("interactive-adapt-no-such-distribution") is None
+    # The venv the tests run in is one the module accepts: nothing to install or update.
+    plan = deps.build_install_plan(deps.read_requirements(REQUIREMENTS), torch_build=lambda: 1 / 0)
+    assert not plan.needed and plan.outdated == {}
+
+
+def test_an_old_torch_that_imports_is_updated_and_slicer_restarted():
+    versions = {"torch": "2.5.1", "monai": "1.5.1", "scipy": "1.14.0"}
+    plan = _plan_for(set(), torch_build=deps.choose_torch_build("Linux", None), version_of=versions.get)
+    assert [s.kind for s in plan.steps] == ["torch", "check"] and plan.outdated == {"torch": "2.5.1"}
+    torch_step = plan.steps[0]
+    assert torch_step.args[-1] == "torch>=2.10" and "--force-reinstall" not in torch_step.args
+    assert torch_step.description.startswith("Update PyTorch 2.5.1 to torch>=2.10")
+    text = plan.confirmation_text()
+    assert "too old" in text and "torch 2.5.1 (needs torch>=2.10)" in text and "weight file" in text
+    assert "Restart Slicer" in text and plan.restart_needed
+    assert "not installed yet" not in text  # nothing is missing, only old
+    with_extension = _plan_for(set(), slicer_pytorch_available=True, version_of=versions.get)
+    assert with_extension.steps[-2].command("py") == ["py", "-m", "light_the_torch", "install", "torch>=2.10"]
+    assert "Update PyTorch 2.5.1" in with_extension.steps[-2].description
+
+
+def test_other_packages_outside_their_range_are_updated_and_those_inside_left_alone():
+    versions = {"torch": "2.13.0+cpu", "monai": "1.3.2", "scipy": "1.14.0", "filelock": "3.16.1"}
+    plan = _plan_for(set(), version_of=versions.get)
+    assert [(s.kind, s.packages) for s in plan.steps] == [("pip", ("monai>=1.5,<1.7",)), ("check", ())]
+    assert "--force-reinstall" not in plan.steps[0].args and not plan.restart_needed
+    assert plan.steps[1].args == ("-c", "import monai")  # torch is not checked: it was not touched
+    assert not _plan_for(set(), version_of=dict(versions, monai="1.5.1").get).needed
+
+
+def test_the_check_step_refuses_a_torch_below_the_floor_in_a_real_process(tmp_path):
+    code = deps.version_check_code()
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr  # the torch of this environment
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("__version__ = '2.5.1+cu124'\n")
+    old = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PYTHONPATH": str(tmp_path)},
+    )
+    assert (
+        old.returncode == 1
+        and "PyTorch 2.5.1+cu124 was installed" in old.stderr
+        and "torch>=2.10" in old.stderr
+    )
 
 
 def test_find_slicer_python(monkeypatch):
@@ -385,7 +455,7 @@ def test_a_failed_step_ends_the_run_with_what_to_do(tmp_path):
 
 def test_network_failures_and_unknown_failures_have_their_own_advice(tmp_path):
     offline = (
-        "ERROR: Could not find a version that satisfies the requirement torch>=2.4 (from versions: none)"
+        "ERROR: Could not find a version that satisfies the requirement torch>=2.10 (from versions: none)"
     )
     run = deps.InstallRun([_step(f"import sys; print({offline!r}); sys.exit(1)")], sys.executable)
     run.start()  # no log path given: a temporary file
@@ -455,6 +525,21 @@ def test_gate_asks_once_installs_in_the_background_then_is_ready(tmp_path):
     final = _drive(gate)
     assert final.succeeded and gate.ready and not gate.busy and "ready to use" in gate.message
     assert gate.ensure() and len(questions) == 1
+
+
+def test_gate_after_updating_a_loaded_torch_asks_for_a_restart_instead_of_using_it():
+    questions: list[str] = []
+    update = deps.InstallPlan(
+        missing=[deps.TORCH], steps=[_step("pass", "Update PyTorch")], outdated={"torch": "2.5.1"}
+    )
+    gate = deps.DependencyGate(
+        confirm=lambda text: questions.append(text) or True, python=lambda: sys.executable,
+        plan=lambda requirements, slicer_pytorch_available: update,
+    )  # fmt: skip
+    assert not gate.ensure()
+    assert _drive(gate).succeeded and not gate.ready and gate.restart_needed
+    assert "Restart Slicer" in gate.message
+    assert not gate.ensure() and "Restart Slicer" in gate.message and len(questions) == 1
 
 
 def test_gate_after_a_no_a_failure_or_a_cancel_records_nothing_and_plans_again(tmp_path):

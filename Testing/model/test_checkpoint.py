@@ -10,8 +10,8 @@ import pickle
 import pytest
 import torch
 
-from InteractiveAdaptLib.errors import WeightsError
-from InteractiveAdaptLib.model.checkpoint import load_state, save_state, sha256_file
+from InteractiveAdaptLib.errors import TorchTooOldError, WeightsError
+from InteractiveAdaptLib.model.checkpoint import load_state, require_safe_torch, save_state, sha256_file
 
 DAMAGED = "damaged or is not an InteractiveAdapt weight file"
 
@@ -97,3 +97,33 @@ def test_missing_weight_file_is_a_clear_error(tmp_path):
 def test_sha256_of_a_file(tmp_path):
     (tmp_path / "f").write_bytes(b"interactive adapt")
     assert sha256_file(tmp_path / "f") == hashlib.sha256(b"interactive adapt").hexdigest()
+
+
+def test_no_weight_file_is_read_with_a_torch_whose_weights_only_loading_is_bypassable(tmp_path, monkeypatch):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "w.pt"
+    torch.save({"weight": torch.zeros(2), "extra": Trap(marker)}, path)
+    save_state(tmp_path / "good.pt", {"weight": torch.zeros(2)})
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cu124")  # GHSA-53q9-r3pm-6pq6: fixed in 2.6
+    for name in ("w.pt", "good.pt"):
+        with pytest.raises(
+            TorchTooOldError, match=r"PyTorch 2\.5\.1\+cu124 is in use.*2\.10 or newer"
+        ) as caught:
+            load_state(tmp_path / name)
+        assert "Update PyTorch" in str(caught.value) and "No weight file was read" in str(caught.value)
+    assert not marker.exists()
+    monkeypatch.undo()
+    assert torch.equal(load_state(tmp_path / "good.pt")["weight"], torch.zeros(2))
+
+
+@pytest.mark.parametrize(
+    ("version", "safe"),
+    [("2.13.0+cpu", True), ("2.10.0", True), ("3.0.0", True), ("2.9.1", False), ("2.5.1+cu124", False),
+     ("1.13.1", False), ("unknown", False)],
+)  # fmt: skip
+def test_the_torch_floor_is_2_10(version, safe):
+    if safe:
+        require_safe_torch(version)
+    else:
+        with pytest.raises(TorchTooOldError, match=version.replace("+", r"\+")):
+            require_safe_torch(version)
