@@ -6,7 +6,10 @@ Kills: a writer process saves versions in a loop (weights the size of the defaul
 Adam state) and logs, fsync'ed, each version whose save returned; it is SIGKILLed at a random
 moment. The store must then open at the last acknowledged version or a later complete one, with
 weights identical by content hash, and no version may be damaged. Concurrency: two processes
-save versions at once into the same profile; every acknowledged version must be there, intact.
+save versions at once into the same profile, each learning on from its own last version, as two
+clinicians' sessions do; every acknowledged version must be there, intact, with the version its
+writer learned from as its parent, and the newest version of each writer's line must survive the
+strictest retention.
 """
 
 from __future__ import annotations
@@ -74,9 +77,12 @@ def content_hash(state: dict[str, torch.Tensor]) -> str:
 def writer(root: str, log_path: str, first: int, count: int, keep_last: int) -> None:
     """Save versions first, first+1, ...; after each save returns, log it (fsync'ed) with its timings.
 
-    A line is 'version number content-hash seconds-in-save seconds-since-the-previous-line'.
+    Each save learns from the writer's previous one (the first from the version current when it
+    started), as a session does. A line is 'version number content-hash seconds-in-save
+    seconds-since-the-previous-line parent-recorded learned-from other-leaves'.
     """
     profile = SiteStore(root, keep_last=keep_last).profile(SITE, PROFILE)
+    learned_from = getattr(profile.current(), "version", 0)
     with open(log_path, "a") as log:
         previous = time.perf_counter()
         for number in range(first, first + count):
@@ -84,13 +90,17 @@ def writer(root: str, log_path: str, first: int, count: int, keep_last: int) -> 
             optimizer, digest = optimizer_state(number, state), content_hash(state)
             started = time.perf_counter()
             info = profile.save(
-                state, optimizer, base_sha256=BASE, cases_learned=number, clicks_learned=0, note=str(number)
-            )
+                state, optimizer, base_sha256=BASE, cases_learned=number, clicks_learned=0, note=str(number),
+                parent=learned_from,
+            )  # fmt: skip
             now = time.perf_counter()
-            log.write(f"{info.version} {number} {digest} {now - started:.4f} {now - previous:.4f}\n")
+            log.write(
+                f"{info.version} {number} {digest} {now - started:.4f} {now - previous:.4f} "
+                f"{info.parent} {learned_from} {len(info.other_leaves)}\n"
+            )
             log.flush()
             os.fsync(log.fileno())
-            previous = now
+            previous, learned_from = now, info.version
 
 
 def acknowledged(log_path: Path) -> list[tuple[int, int, str]]:
@@ -194,10 +204,23 @@ def run_concurrent(ctx: multiprocessing.context.BaseContext, work: Path, per_pro
     seconds = time.monotonic() - started
     acks = [ack for log in logs for ack in acknowledged(log)]
     profile = SiteStore(root).profile(SITE, PROFILE)
-    kept = {v.version for v in profile.versions()}
+    listed = {v.version: v for v in profile.versions()}
     lost = [
-        v for v, _, h in acks if v not in kept or content_hash(profile.load(BASE, version=v).model_state) != h
+        v
+        for v, _, h in acks
+        if v not in listed or content_hash(profile.load(BASE, version=v).model_state) != h
     ]
+    # The parent rule: each version records the one its writer learned from, its own previous save.
+    wrong_parents = 0
+    for log in logs:
+        lines = _log_lines(log)
+        for before, line in zip([None, *lines], lines, strict=False):
+            expected = int(line[6]) if before is None else int(before[0])
+            saved = listed.get(int(line[0]))
+            wrong_parents += int(line[5]) != expected or saved is None or saved.parent != expected
+    newest = [int(_log_lines(log)[-1][0]) for log in logs if _log_lines(log)]
+    SiteStore(root, keep_last=0).profile(SITE, PROFILE).prune()  # the strictest retention
+    after_prune = {v.version for v in profile.versions()}
     return {
         "concurrent_processes": len(processes),
         "concurrent_saves": len(acks),
@@ -205,6 +228,11 @@ def run_concurrent(ctx: multiprocessing.context.BaseContext, work: Path, per_pro
         "writers_exit_codes": [p.exitcode for p in processes],
         "lost_versions": len(lost) + per_process * len(processes) - len(acks),
         "duplicate_versions": len(acks) - len({v for v, _, _ in acks}),
+        "versions_with_a_wrong_parent": wrong_parents,
+        "saves_that_found_the_other_writer_first": sum(
+            int(line[7]) > 0 for log in logs for line in _log_lines(log)
+        ),
+        "newest_of_each_writer_kept_by_retention_keep_last_0": sum(v in after_prune for v in newest),
         "concurrent_seconds": round(seconds, 2),
         "ms_per_save_with_two_writers": round(1000 * seconds / max(len(acks), 1), 1),
     }
@@ -218,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "InteractiveAdaptLib.site_store"])  # each writer forks in ms
+    ctx.set_forkserver_preload(["torch", "InteractiveAdaptLib.store.site_store"])  # each writer forks in ms
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="store-stress-") as tmp:
         kills = run_kills(ctx, Path(tmp), args.kills, random.Random(args.seed))
@@ -244,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         result["recovered"] == result["kills"]
         and result["lost_versions"] == 0
         and not result["duplicate_versions"]
+        and not result["versions_with_a_wrong_parent"]
+        and result["newest_of_each_writer_kept_by_retention_keep_last_0"] == result["concurrent_processes"]
     )
     return 0 if ok else 1
 

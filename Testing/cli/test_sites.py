@@ -87,7 +87,7 @@ def test_rollback_pin_unpin_and_prune_change_the_store(root: Path, capsys) -> No
     assert run(capsys, "pin", *where, "--version", "2")[0] == 0
     assert [v.pinned for v in profile.versions()] == [False, True, False]
     code, out, _ = run(capsys, "prune", *where, "--keep", "0")
-    assert code == 0 and out.strip() == "Removed versions 3."  # 1 is current, 2 is pinned
+    assert code == 0 and out.strip() == "Nothing to remove."  # 1 current, 2 pinned, 3 newest of its line
     assert run(capsys, "unpin", *where, "--version", "2")[0] == 0
     assert run(capsys, "prune", *where, "--keep", "0")[1].strip() == "Removed versions 2."
     code, out, _ = run(capsys, "rollback", *where, "--version", "0")

@@ -23,9 +23,15 @@ import pytest
 import torch
 from torch import nn
 
-from InteractiveAdaptLib.errors import IncompatibleBaseModelError, SiteStoreError, WeightsError
+from InteractiveAdaptLib.errors import (
+    IncompatibleBaseModelError,
+    SiteStoreError,
+    TorchTooOldError,
+    WeightsError,
+)
 from InteractiveAdaptLib.model import checkpoint
-from InteractiveAdaptLib.store.profile_store import ProfileStore, VersionInfo
+from InteractiveAdaptLib.store.manifest import ProfileFolder
+from InteractiveAdaptLib.store.profile_store import VersionInfo
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 NEW_BASE = "b" * 64
@@ -132,16 +138,18 @@ def test_pins_and_retention(
     assert_same(trained(1)[0].state_dict(), profile.load(base, version=1).model_state)
     profile.unpin(1)
     assert profile.prune() == [1] and not (profile.path / "v000001.pt").exists()
-    # After a rollback the parent of the current version stays (loading falls back to it) ...
+    # After a rollback the parent of the current version stays (loading falls back to it), and so does
+    # the version the rollback left: no later version was learned from it (a leaf), so its learning is
+    # nowhere else ...
     profile.rollback(5)
     save(profile, 7)
-    assert [v.version for v in profile.versions()] == [5, 6, 7]
+    assert [(v.version, v.parent) for v in profile.versions()] == [(5, 4), (6, 5), (7, 5)]
     save(profile, 8)
-    assert [v.version for v in profile.versions()] == [7, 8]
+    assert [v.version for v in profile.versions()] == [6, 7, 8]  # 5 went: 7 holds what it learned
     # ... and the current version survives whatever the retention says.
     profile.rollback(7)
-    assert SiteStore(tmp_path, keep_last=0).profile("Hospital A", "Grey matter").prune() == [8]
-    assert [v.version for v in profile.versions()] == [7]
+    assert SiteStore(tmp_path, keep_last=0).profile("Hospital A", "Grey matter").prune() == []
+    assert [v.version for v in profile.versions()] == [6, 7, 8]
     with pytest.raises(SiteStoreError, match="does not exist"):
         profile.pin(3)
 
@@ -279,11 +287,11 @@ def test_interrupted_save_is_recovered_and_leftovers_removed(
 ) -> None:
     profile = store.profile("Hospital A", "Grey matter")
     save(profile, 1)
-    real = ProfileStore._write_manifest
-    monkeypatch.setattr(ProfileStore, "_write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    real = ProfileFolder.write_manifest
+    monkeypatch.setattr(ProfileFolder, "write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt):  # "killed" after the weights file, before the manifest
         save(profile, 2)
-    monkeypatch.setattr(ProfileStore, "_write_manifest", real)
+    monkeypatch.setattr(ProfileFolder, "write_manifest", real)
     (profile.path / ".v000009.pt.abc.tmp").write_bytes(b"half")
     (profile.path / "v000009.optim.pt").write_bytes(b"orphan")
     assert profile.current().version == 2  # the committed weights file counts as saved
@@ -420,6 +428,26 @@ def test_loading_never_runs_pickle_code(
     (profile.path / "manifest.json").write_text(json.dumps(manifest))
     loaded = profile.load(base)
     assert not marker.exists() and loaded.info.version == 1 and "cannot be read" in loaded.warnings[0]
+
+
+def test_a_torch_below_the_floor_reads_no_version_and_marks_none_damaged(
+    store: SiteStore, tmp_path: Path, base: str, save: Callable[..., VersionInfo], monkeypatch
+) -> None:
+    profile = store.profile("Hospital A", "Grey matter")
+    save(profile, 1)
+    save(profile, 2)
+    archive = store.export_site("Hospital A", tmp_path / "a.zip")
+    (profile.path / "manifest.json").unlink()  # opening must read the version files themselves
+    other = SiteStore(tmp_path / "other")
+    monkeypatch.setattr(torch, "__version__", "2.5.1")  # weights_only=True is bypassable there
+    with pytest.raises(TorchTooOldError, match="2.10 or newer"):
+        profile.load(base)
+    with pytest.raises(TorchTooOldError, match="2.10 or newer"):
+        other.import_site(archive)  # an imported site is no way round it
+    monkeypatch.undo()
+    assert other.sites() == [] and not (profile.path / "manifest.json").exists()  # nothing was written
+    assert [(v.version, v.damaged) for v in profile.versions()] == [(1, ""), (2, "")]
+    assert profile.load(base).info.version == 2 and profile.load(base).warnings == []
 
 
 # --------------------------------------------------------------- base model

@@ -1,9 +1,12 @@
 """The site store (store/site_store.py): sites, users and their profiles, where a profile's folder is
 (one profile whatever the case of its names), export and import round trips of a whole site, and
-deleting profiles and sites. Shared helpers are fixtures of conftest.py."""
+deleting profiles and sites, which waits for (or refuses while) another program changes one of the
+site's profiles. Shared helpers are fixtures of conftest.py."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,3 +87,46 @@ def test_delete_profile_and_site(
     assert store.sites() == [] and [p.name for p in store.root.iterdir()] == []
     with pytest.raises(SiteStoreError, match="There is no site named 'Hospital A'"):
         store.export_site("Hospital A", store.root / "x.zip")
+
+
+# A process in the middle of changing a profile: it holds the profile's lock until told to go on.
+HOLDER = """
+import sys, filelock
+lock = filelock.FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_deleting_or_replacing_a_site_waits_for_the_saves_in_its_profiles(
+    store: SiteStore,
+    tmp_path: Path,
+    save: Callable[..., VersionInfo],
+    populate: Callable[[SiteStore], dict[tuple[str | None, str], ProfileStore]],
+) -> None:
+    profiles = populate(store)
+    archive = store.export_site("Hospital A", tmp_path / "a.zip")
+    save(profiles[("Dr Smith", "Grey matter")], 40)  # learned after the export: a replace would drop it
+    lock = profiles[("Dr Smith", "Grey matter")].path / ".lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        impatient = SiteStore(store.root, lock_timeout=0.5)
+        with pytest.raises(SiteStoreError, match="being changed by another InteractiveAdapt"):
+            impatient.delete_site("Hospital A")
+        with pytest.raises(SiteStoreError, match="being changed by another InteractiveAdapt"):
+            impatient.import_site(archive, replace=True)
+        assert store.sites() == ["Hospital A"]  # nothing was deleted or replaced
+        assert (lock.parent / "v000004.pt").is_file()
+        assert [p.name for p in store.root.iterdir()] == ["hospital_a"]  # no staging or trash left
+    finally:
+        holder.stdin.close()
+        holder.wait(30)
+    assert profiles[("Dr Smith", "Grey matter")].current().version == 4
+    store.import_site(archive, replace=True)  # once the save is done, the replace goes ahead
+    assert store.profile("Hospital A", "Grey matter", user="Dr Smith").current().version == 3
+    store.delete_site("Hospital A")
+    assert store.sites() == []

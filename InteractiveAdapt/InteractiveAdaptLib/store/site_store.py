@@ -9,12 +9,15 @@ the names as typed live in the JSON files):
 
 Each version file carries its own metadata, so the manifest (the index, plus what files cannot
 say: the current version and the pins) can be rebuilt when it is lost. Every change happens under
-a file lock and every file is replaced atomically; the weights file is the commit point of a save.
+a file lock (deleting or replacing a site takes the locks of all its profiles) and every file is
+replaced atomically; the weights file is the commit point of a save. A store the user may only read
+is read without locks. An archive is checked (size, entry count, free space, export info) before
+anything of it is written.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import shutil
@@ -27,12 +30,21 @@ import platformdirs
 
 from InteractiveAdaptLib.errors import SiteStoreError
 from InteractiveAdaptLib.model.checkpoint import atomic_write_bytes
-from InteractiveAdaptLib.store.archive import EXPORT_INFO, archive_kind, archive_writer, extract_archive
+from InteractiveAdaptLib.store.access import access_error, os_errors
+from InteractiveAdaptLib.store.archive import (
+    EXPORT_INFO,
+    IMPORT_LIMIT_BYTES,
+    IMPORT_MAX_ENTRIES,
+    archive_kind,
+    archive_writer,
+    extract_archive,
+    read_table,
+)
 from InteractiveAdaptLib.store.names import check_name, folder_name
-from InteractiveAdaptLib.store.profile_store import (
+from InteractiveAdaptLib.store.profile_store import ProfileStore
+from InteractiveAdaptLib.store.versions import (
     FORMAT,
     MANIFEST_FILE,
-    ProfileStore,
     holds_versions,
     json_bytes,
     profile_name_in,
@@ -51,14 +63,24 @@ def default_store_root() -> Path:
 class SiteStore:
     """All sites under one root folder: their profiles, export, import and deletion."""
 
-    def __init__(self, root: Path | str, keep_last: int = 10, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        keep_last: int = 10,
+        lock_timeout: float = 60.0,
+        *,
+        import_limit_bytes: int = IMPORT_LIMIT_BYTES,
+        import_max_entries: int = IMPORT_MAX_ENTRIES,
+    ) -> None:
         """A store under the folder `root` (made when first written).
 
         Args:
             keep_last: how many of its newest versions each profile keeps (pins, the current version
-                and its parent are kept as well).
+                and its parent, and the newest version of every line of learning are kept as well).
             lock_timeout: seconds a store from `profile` waits for another program to finish changing
                 its profile.
+            import_limit_bytes: the most an imported archive may unpack to.
+            import_max_entries: the most entries an imported archive may hold.
 
         Raises:
             ValueError: `keep_last` is negative.
@@ -66,12 +88,20 @@ class SiteStore:
         if keep_last < 0:
             raise ValueError("keep_last must be >= 0")
         self.root, self.keep_last, self.lock_timeout = Path(root).expanduser(), keep_last, lock_timeout
+        self.import_limit_bytes, self.import_max_entries = import_limit_bytes, import_max_entries
 
     def sites(self) -> list[str]:
-        """Names of the sites in the store, as typed, sorted without regard to case."""
+        """Names of the sites in the store, as typed, sorted without regard to case.
+
+        Raises:
+            SiteStoreAccessError: the store folder cannot be read.
+        """
         if not self.root.is_dir():
             return []
-        dirs = [d for d in self.root.iterdir() if not d.name.startswith(".") and (d / "site.json").is_file()]
+        with self._reading("the sites cannot be listed"):
+            dirs = [
+                d for d in self.root.iterdir() if not d.name.startswith(".") and (d / "site.json").is_file()
+            ]
         return sorted((read_name(d / "site.json", d.name) for d in dirs), key=str.casefold)
 
     def users(self, site: str) -> list[str]:
@@ -79,9 +109,11 @@ class SiteStore:
 
         Raises:
             SiteStoreError: `site` is not a valid name.
+            SiteStoreAccessError: the site's folder cannot be read.
         """
         users = self.root / folder_name(check_name(site, "site")) / "users"
-        dirs = [d for d in users.iterdir() if (d / "user.json").is_file()] if users.is_dir() else []
+        with self._reading(f"the users of site '{site}' cannot be listed"):
+            dirs = [d for d in users.iterdir() if (d / "user.json").is_file()] if users.is_dir() else []
         return sorted((read_name(d / "user.json", d.name) for d in dirs), key=str.casefold)
 
     def profiles(self, site: str, user: str | None = None) -> list[str]:
@@ -89,11 +121,13 @@ class SiteStore:
 
         Raises:
             SiteStoreError: `site` or `user` is not a valid name.
+            SiteStoreAccessError: the site's folder cannot be read.
         """
         base = self.root / folder_name(check_name(site, "site"))
         if user is not None:
             base = base / "users" / folder_name(check_name(user, "user"))
-        dirs = _profile_dirs(base)
+        with self._reading(f"the profiles of site '{site}' cannot be listed"):
+            dirs = _profile_dirs(base)
         return sorted((profile_name_in(d) for d in dirs), key=str.casefold)
 
     def profile(self, site: str, profile: str, user: str | None = None) -> ProfileStore:
@@ -135,6 +169,7 @@ class SiteStore:
             SiteStoreError: `site` is not a valid name or is not in the store, the file name ends in none
                 of .zip, .tar.gz and .tgz, the file cannot be written, or another program holds a
                 profile's lock past the timeout. No partial archive is left behind.
+            SiteStoreAccessError: the site's folder cannot be read, or the archive cannot be written.
         """
         site_dir = self.require_site(site)
         name, archive = read_name(site_dir / "site.json", site), Path(archive)
@@ -154,13 +189,14 @@ class SiteStore:
                 for store in self._stores(site_dir, name):
                     with store.consistent_files() as files:  # no save can happen meanwhile
                         rel = store.path.relative_to(site_dir).as_posix()
-                        for path in files:
-                            add(f"site/{rel}/{path.name}", path)
+                        for file_name, src in files:
+                            add(f"site/{rel}/{file_name}", src)
             os.replace(tmp, archive)
         except OSError as exc:
-            raise SiteStoreError(
-                f"Site '{name}' could not be exported to {archive} ({exc.strerror or exc}); the site is unchanged."
-            ) from exc
+            outcome = f"site '{name}' was not exported to {archive}. The site is unchanged"
+            if isinstance(exc.filename, str) and Path(exc.filename).is_relative_to(site_dir):
+                raise access_error(exc, site_dir, writing=False, outcome=outcome) from exc
+            raise access_error(exc, archive.parent, writing=True, outcome=outcome) from exc
         finally:
             tmp.unlink(missing_ok=True)
         log.info("Exported site '%s' to %s", name, archive)
@@ -168,6 +204,10 @@ class SiteStore:
 
     def import_site(self, archive: Path | str, site: str | None = None, *, replace: bool = False) -> str:
         """Add the site in `archive` (made by export_site), optionally under another name.
+
+        The archive's table is checked before anything is written: entry names and kinds, at most
+        `import_max_entries` entries unpacking to at most `import_limit_bytes` and to less than the free
+        disk space, and its export description. Replacing a site takes the locks of all its profiles.
 
         Args:
             site: the name to import it under; None keeps the archive's.
@@ -178,15 +218,27 @@ class SiteStore:
 
         Raises:
             SiteStoreError: nothing was imported: the archive is missing, is no InteractiveAdapt export,
-                or is damaged (unsafe entries, bad names or checksums); `site` (else the archive's site
-                name) is not a valid name; a site of that name exists and `replace` is False; or the
-                store cannot be written.
+                is too large or holds too many entries, or is damaged (unsafe entries, links, bad names
+                or checksums); `site` (else the archive's site name) is not a valid name; a site of that
+                name exists and `replace` is False; the disk has no room for it; another program is
+                changing the site to be replaced; or the store cannot be written.
+            TorchTooOldError: the torch in use may not read the archive's weight files.
         """
         archive = Path(archive)
         if not archive.is_file():
             raise SiteStoreError(f"The archive {archive} does not exist.")
         new_name = None if site is None else check_name(site, "site")
         nothing = "Nothing was imported."
+        table = read_table(
+            archive,
+            limit_bytes=self.import_limit_bytes,
+            max_entries=self.import_max_entries,
+            unpack_into=self.root,
+        )
+        name = new_name or check_name(table.info.get("site"), "site")
+        target = self.root / folder_name(name)
+        if target.exists() and not replace:
+            raise self._exists_error(target, name)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=self.root, prefix=".import-"))
@@ -195,37 +247,26 @@ class SiteStore:
                 f"The store folder {self.root} cannot be written ({exc.strerror}). {nothing}"
             ) from exc
         try:
-            extract_archive(archive, staging)
-            info = (
-                json.loads((staging / EXPORT_INFO).read_bytes()) if (staging / EXPORT_INFO).is_file() else {}
-            )
+            extract_archive(archive, staging, table)
             tree = staging / "site"
-            if (
-                not isinstance(info, dict)
-                or info.get("format") != FORMAT
-                or not (tree / "site.json").is_file()
-            ):
+            if not (tree / "site.json").is_file():
                 raise SiteStoreError(f"{archive.name} is not a site exported by InteractiveAdapt. {nothing}")
-            name = new_name or check_name(info.get("site"), "site")
             self._verify_tree(tree, name, archive.name)
             atomic_write_bytes(tree / "site.json", json_bytes({"format": FORMAT, "name": name}))
-            target = self.root / folder_name(name)
             old = None
             if target.exists():
                 if not replace:
-                    raise SiteStoreError(
-                        f"A site named '{read_name(target / 'site.json', name)}' already exists. {nothing} "
-                        "Import it under another name, or replace the existing site (its versions are then "
-                        "deleted: export it first to keep a copy)."
-                    )
+                    raise self._exists_error(target, name)
                 old = self.root / f".deleted-{uuid.uuid4().hex}"
-                os.replace(target, old)
-            try:
-                os.replace(tree, target)
-            except OSError:
+            with self._site_locked(target, name) if old else contextlib.nullcontext():
                 if old is not None:
-                    os.replace(old, target)  # put the existing site back
-                raise
+                    os.replace(target, old)  # no save is half-way: every profile's lock is held
+                try:
+                    os.replace(tree, target)
+                except OSError:
+                    if old is not None:
+                        os.replace(old, target)  # put the existing site back
+                    raise
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
         except (ValueError, UnicodeDecodeError) as exc:
@@ -245,11 +286,15 @@ class SiteStore:
         """Remove a site with all its users, profiles and versions (the caller has asked the user).
 
         Raises:
-            SiteStoreError: `site` is not a valid name or is not in the store.
+            SiteStoreError: `site` is not a valid name or is not in the store, or another program is
+                changing one of its profiles (nothing was deleted).
+            SiteStoreAccessError: the site's folder cannot be moved away (nothing was deleted).
         """
         site_dir = self.require_site(site)
         trash = self.root / f".deleted-{uuid.uuid4().hex}"
-        os.replace(site_dir, trash)  # vanishes at once; the slow removal happens after
+        with os_errors(site_dir, writing=True, outcome=f"site '{site}' was not deleted"):
+            with self._site_locked(site_dir, read_name(site_dir / "site.json", site)):
+                os.replace(site_dir, trash)  # vanishes at once; the slow removal happens after
         shutil.rmtree(trash, ignore_errors=True)
         log.info("Deleted site '%s'", site)
 
@@ -273,7 +318,32 @@ class SiteStore:
         for base, user in bases:
             for d in _profile_dirs(base):
                 profile = profile_name_in(d)
-                yield ProfileStore(d, site=site, profile=profile, user=user, keep_last=self.keep_last)
+                yield ProfileStore(
+                    d,
+                    site=site,
+                    profile=profile,
+                    user=user,
+                    keep_last=self.keep_last,
+                    lock_timeout=self.lock_timeout,
+                )
+
+    @contextlib.contextmanager
+    def _site_locked(self, site_dir: Path, site: str) -> Iterator[None]:
+        """Hold the locks of every profile of a site, so that no save is half-way while it is moved."""
+        with contextlib.ExitStack() as held:
+            for store in list(self._stores(site_dir, site)):
+                held.enter_context(store.hold())
+            yield
+
+    def _reading(self, outcome: str) -> contextlib.AbstractContextManager[None]:
+        return os_errors(self.root, writing=False, outcome=f"{outcome}. Nothing was changed")
+
+    def _exists_error(self, target: Path, name: str) -> SiteStoreError:
+        return SiteStoreError(
+            f"A site named '{read_name(target / 'site.json', name)}' already exists. Nothing was imported. "
+            "Import it under another name, or replace the existing site (its versions are then deleted: "
+            "export it first to keep a copy)."
+        )
 
     def _verify_tree(self, tree: Path, site: str, archive: str) -> None:
         """Check names and checksums of an unpacked site before it goes live."""
