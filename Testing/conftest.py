@@ -15,6 +15,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # ITK's pool threader (Slicer's ITK, through vtkITK filters) crashes the process at exit once it ran.
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_THREADER", "Platform")
 
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,3 +164,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("models") / "tiny"
     save_base_model(build_network(TINY_CONFIG), directory, {"name": "tiny-test"})
     return directory
+
+
+def wait_idle(worker, timeout: float | None = None) -> bool:
+    """Block until every job submitted to `worker` has its result in the output queue (its callbacks
+    have not run yet: `poll` runs them); False on timeout."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while worker.busy:
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+    return True

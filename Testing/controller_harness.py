@@ -3,6 +3,8 @@ one slice view per orientation named: what the 2D and 3D controller tests share.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import vtk
 from conftest import add_slice_node, voxel_ras
@@ -43,3 +45,22 @@ class ControllerHarness:
 
     def full(self) -> np.ndarray:
         return mrml.read_segment(self.seg, self.segment_id, self.geometry)
+
+
+def prepare_case_nodes(
+    scene: Any,
+    volume_node: Any,
+    segmentation_node: Any = None,
+    segment_id: str | None = None,
+    positive_node: Any = None,
+    negative_node: Any = None,
+) -> mrml.CaseNodes:
+    """Check the volume and create what is missing (segmentation, segment, click lists). The views are
+    left as the user has them (the workflow turns them to the image planes once, when a patient opens)."""
+    mrml.check_scalar_volume(volume_node)
+    segmentation_node = segmentation_node or mrml.create_segmentation(scene, volume_node)
+    mrml.prepare_segmentation(segmentation_node, volume_node)
+    segment_id = mrml.ensure_segment(segmentation_node, segment_id)
+    if positive_node is None or negative_node is None:
+        positive_node, negative_node = mrml.create_click_nodes(scene)
+    return mrml.CaseNodes(volume_node, segmentation_node, segment_id, positive_node, negative_node)

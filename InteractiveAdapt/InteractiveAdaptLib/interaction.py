@@ -114,6 +114,7 @@ class CaseSummary:
     version: int | None  # the site version saved, None when nothing was saved
     guard_reverted: bool = False  # the forgetting guard undid this case's post-interaction update
     cancelled: bool = False  # the user stopped the learning: the case ended without it, nothing saved
+    warning: str = ""  # e.g. another computer saved this profile meanwhile: which versions hold what
 
 
 class JobKind(Enum):
@@ -240,3 +241,77 @@ class CaseSession(Protocol):
     def rollback(self, profile: str, version: int) -> None: ...
 
     def export_site(self, archive: str | Path) -> Path: ...
+
+
+@dataclass
+class ClickTimes:
+    """What the newest click's wait was, for the status and latency lines."""
+
+    clicks: int  # clicks of the case after it
+    slice_ms: float  # from the point's arrival to its slice written into the segment
+    fill_ms: float | None = None  # to the structure filled in 3D (None while filling)
+    filled: int = 0  # non-empty slices the filling wrote besides the clicked one
+
+    @property
+    def status(self) -> str:
+        """The status line's news of the click."""
+        if self.fill_ms is None:
+            return f"Segmented in {self.slice_ms:.0f} ms ({self.clicks} clicks); filling in 3D..."
+        slices = f"{self.filled} slice{'s' if self.filled != 1 else ''}"
+        return (
+            f"Segmented in {self.slice_ms:.0f} ms, {slices} filled in 3D by {self.fill_ms:.0f} ms "
+            f"({self.clicks} clicks)."
+        )
+
+    @property
+    def latency(self) -> str:
+        """One line on what the user waited."""
+        fill = f", filled in 3D after {self.fill_ms:.0f} ms" if self.fill_ms is not None else ""
+        return f"Last click: slice ready after {self.slice_ms:.0f} ms{fill}"
+
+
+@dataclass
+class PanelState:
+    """The panel at one moment, built by `Workflow.panel`.
+
+    Attributes:
+        patient: the MRI volume's name ('' when none is chosen).
+        structures: (segment id, name) of the patient's structures, in order.
+        structure_id: the structure being segmented ('' when none).
+        profile: one line on what the structure's learning profile has learned (or why it is not
+            shown yet, e.g. while the network loads).
+        versions: (label, version) of the profile's saved versions, newest first, then the shipped
+            base model (version 0); empty until the network is loaded.
+        clicked_slices: the clicked slices of the volume's K axis in the open case, in order.
+        clicks: clicks of the open case.
+        placing: True while placing positive points, False for negative ones, None when not placing.
+        busy: the worker has work queued or running.
+        progress: what the worker is doing now ('' when idle).
+        status: the newest status line.
+        last_click: what the newest click's user waited (None before the first click).
+    """
+
+    patient: str = ""
+    structures: list[tuple[str, str]] = field(default_factory=list)
+    structure_id: str = ""
+    profile: str = ""
+    versions: list[tuple[str, int]] = field(default_factory=list)
+    clicked_slices: list[int] = field(default_factory=list)
+    clicks: int = 0
+    placing: bool | None = None
+    busy: bool = False
+    progress: str = ""
+    status: str = ""
+    last_click: ClickTimes | None = None
+
+    @property
+    def clicked_slices_text(self) -> str:
+        """The clicked slices for the panel, e.g. 'Clicked slices: 42, 50, 61'."""
+        if not self.clicked_slices:
+            return "Clicked slices: none yet."
+        return "Clicked slices: " + ", ".join(str(n) for n in self.clicked_slices)
+
+    @property
+    def latency(self) -> str:
+        """What the newest click's user waited ('' before the first click)."""
+        return self.last_click.latency if self.last_click is not None else ""

@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import wait_idle
 
 from InteractiveAdaptLib.app.worker import InlineExecutor, JobCancelled, Worker
 from InteractiveAdaptLib.errors import InvalidClickError
@@ -29,7 +30,7 @@ def test_jobs_run_in_submission_order_on_one_thread(worker):
         return n * n
 
     jobs = [worker.submit(job, n, description=f"job {n}") for n in range(5)]
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     results = worker.poll()
     assert [r.job_id for r in results] == [j.id for j in jobs]
     assert [r.value for r in results] == [0, 1, 4, 9, 16]
@@ -42,7 +43,7 @@ def test_jobs_run_in_submission_order_on_one_thread(worker):
 def test_callbacks_run_in_the_polling_thread_not_the_worker(worker):
     called_in: list[str] = []
     worker.submit(lambda: 42, on_done=lambda result: called_in.append(threading.current_thread().name))
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     assert called_in == []  # nothing happens until the GUI polls
     (result,) = worker.poll()
     assert result.value == 42 and called_in == [threading.current_thread().name]
@@ -58,7 +59,7 @@ def test_exceptions_are_delivered_as_results_never_lost(worker):
     worker.submit(bad, description="bad")
     worker.submit(worse, description="worse")
     worker.submit(lambda: "still running", description="after")
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     bad_result, worse_result, after = worker.poll()
     assert isinstance(bad_result.error, InvalidClickError) and not bad_result.ok
     assert str(bad_result.error) == "The point is outside the image. Click inside the image."
@@ -85,13 +86,13 @@ def test_cancel_drops_pending_jobs_and_flags_the_running_one(worker):
     assert worker.busy and worker.current_description == "long"
     assert worker.cancel() == 4
     release.set()
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     results = worker.poll()
     assert len(results) == 4 and all(r.cancelled for r in results)  # each job still reports back
     assert results[0].value == "stopped early" and ran == []
     # the worker keeps serving after a cancel
     worker.submit(ran.append, 7)
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     assert worker.poll()[0].ok and ran == [7]
 
 
@@ -100,7 +101,7 @@ def test_a_job_may_stop_itself_by_raising_job_cancelled(worker):
         raise JobCancelled()
 
     worker.submit(job)
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     (result,) = worker.poll()
     assert result.cancelled and result.error is None and not result.ok
 
@@ -109,7 +110,7 @@ def test_a_failing_callback_is_logged_and_the_next_results_still_arrive(worker, 
     got: list[int] = []
     worker.submit(lambda: 1, on_done=lambda r: 1 / 0)
     worker.submit(lambda: 2, on_done=lambda r: got.append(r.value))
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     with caplog.at_level(logging.ERROR):
         results = worker.poll()
     assert len(results) == 2 and got == [2]
@@ -119,7 +120,7 @@ def test_a_failing_callback_is_logged_and_the_next_results_still_arrive(worker, 
 def test_poll_can_take_results_a_few_at_a_time(worker):
     for n in range(5):
         worker.submit(lambda n=n: n)
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     assert [r.value for r in worker.poll(max_results=2)] == [0, 1]
     assert [r.value for r in worker.poll()] == [2, 3, 4]
 
@@ -141,9 +142,9 @@ def test_shutdown_is_clean_and_refuses_new_jobs():
 def test_wait_idle_times_out_while_a_job_runs(worker):
     gate = threading.Event()
     worker.submit(gate.wait, 5)
-    assert not worker.wait_idle(0.05)
+    assert not wait_idle(worker, 0.05)
     gate.set()
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
 
 
 def test_inline_executor_has_the_same_contract():
@@ -186,7 +187,7 @@ def test_cancel_can_target_one_owner_or_some_jobs_and_leaves_the_others_queued(w
     assert worker.cancel(job_ids=[other.id]) == 1
     assert worker.cancel(job_ids=[export_job.id], owner=case) == 0  # both filters must match
     gate.set()
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     results = {r.job_id: r for r in worker.poll()}
     assert ran == ["export"]
     assert results[export_job.id].ok and results[other.id].cancelled
@@ -248,7 +249,7 @@ def test_a_job_without_a_cancel_flag_that_ran_to_the_end_is_not_reported_cancell
     assert started.wait(5)
     worker.cancel()
     release.set()
-    assert worker.wait_idle(5)
+    assert wait_idle(worker, 5)
     (result,) = worker.poll()
     assert result.ok and result.value == "rolled back"
 

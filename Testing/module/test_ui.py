@@ -215,8 +215,7 @@ class Widgets:
 def test_the_panel_state_is_shown_on_the_real_widgets(ui):
     """panel_view.render_panel (what the module shows) on the widgets of the real .ui file."""
     from InteractiveAdaptLib.app.panel_view import render_panel
-    from InteractiveAdaptLib.mrml.click_record import ClickTimes
-    from InteractiveAdaptLib.mrml.panel_state import PanelState
+    from InteractiveAdaptLib.interaction import ClickTimes, PanelState
 
     widgets = Widgets(ui)
     state = PanelState(

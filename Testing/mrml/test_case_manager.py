@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import vtk
 from conftest import add_slice_node, tilt_slice_node, voxel_ras
+from controller_harness import prepare_case_nodes
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -28,14 +29,14 @@ def test_prepare_case_nodes_creates_what_is_missing_and_leaves_the_views_as_the_
     red = add_slice_node(mri_scene.scene, "Red", "Axial")
     tilt_slice_node(red, "Y", 15)  # the user's reformat: each P or N press used to undo it
     before = mrml.slice_normal(red)
-    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    nodes = prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     np.testing.assert_allclose(mrml.slice_normal(red), before)
     assert nodes.segmentation.IsA("vtkMRMLSegmentationNode")
     assert nodes.segmentation.GetSegmentation().GetSegment(nodes.segment_id).GetName() == "Structure"
     assert nodes.positive.GetAttribute(mrml.ROLE_ATTRIBUTE) == "positive"
     assert nodes.negative.GetAttribute(mrml.ROLE_ATTRIBUTE) == "negative"
     assert nodes.segmentation.GetDisplayNode() is not None
-    again = mrml.prepare_case_nodes(
+    again = prepare_case_nodes(
         mri_scene.scene,
         mri_scene.volume,
         nodes.segmentation,
@@ -45,7 +46,7 @@ def test_prepare_case_nodes_creates_what_is_missing_and_leaves_the_views_as_the_
     )
     assert again == nodes  # nothing new when everything exists
     with pytest.raises(CaseStateError):
-        mrml.prepare_case_nodes(mri_scene.scene, None)
+        prepare_case_nodes(mri_scene.scene, None)
 
 
 def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri_scene, targets):
@@ -56,7 +57,7 @@ def test_case_manager_opens_one_session_per_settings_and_closes_cases_safely(mri
         return ThresholdSessionDouble()
 
     cases = mrml.CaseManager(InlineExecutor(), open_session)
-    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    nodes = prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     settings = {"site": "A"}
     cases.prepare(mri_scene.scene, settings, nodes)
     assert len(opened) == 1 and cases.profile == "Structure"
@@ -132,7 +133,7 @@ def test_a_profile_from_another_base_model_restarts_from_the_shipped_one_when_as
         cases = mrml.CaseManager(
             worker, lambda s: open_session(s, store, tiny_model_dir, cuda_available=False)
         )
-        nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+        nodes = prepare_case_nodes(mri_scene.scene, mri_scene.volume)
         cases.prepare(mri_scene.scene, settings, nodes, on_error=lambda e, tb: errors.append(e))
         assert worker.drain(60)
         assert len(errors) == 1 and isinstance(errors[0], IncompatibleBaseModelError)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import vtk
-from conftest import GEOMETRIES, add_slice_node, add_volume, voxel_ras
-from controller_harness import ControllerHarness
+from conftest import GEOMETRIES, add_slice_node, add_volume, voxel_ras, wait_idle
+from controller_harness import ControllerHarness, prepare_case_nodes
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -100,7 +100,7 @@ def test_a_point_deleted_before_its_prediction_arrives_changes_nothing(harness, 
         h.session.delay_s = 0.05
         h.click("Axial", targets[0])
         h.controller.undo_last()  # before any poll
-        assert worker.wait_idle(10)
+        assert wait_idle(worker, 10)
         worker.poll()
         assert h.full().sum() == 0 and h.session.clicks == [] and not h.errors
     finally:
@@ -204,7 +204,7 @@ def test_the_controller_drives_the_real_engine_session(mri_scene, targets, tiny_
     session = open_session(
         ModuleSettings(site="Test site"), tmp_path / "store", tiny_model_dir, cuda_available=False
     )
-    nodes = mrml.prepare_case_nodes(mri_scene.scene, mri_scene.volume)
+    nodes = prepare_case_nodes(mri_scene.scene, mri_scene.volume)
     errors: list = []
     worker = Worker()
     try:

@@ -231,3 +231,26 @@ def test_the_worker_runs_the_3d_case_and_the_scene_changes_on_poll(harness, mri_
         np.testing.assert_array_equal(h.full(), before)
     finally:
         worker.shutdown(timeout=10)
+
+
+def test_undo_keeps_what_the_user_painted_after_the_click(harness, mri_scene, blob):
+    """A correction painted in the Segment Editor after a click, or the Segment Editor's own undo of it,
+    is the user's: undoing the click puts back only the slices nobody changed since."""
+    h = harness()
+    seed = SEED[mri_scene.spec.name]
+    before_case = h.full()
+    h.click(seed)
+    filled = k_slices(h.full())
+    corrected = filled[-1]
+    painted = blob(h.geometry.slice_shape(0), 5)
+    mrml.write_slice(h.seg, h.segment_id, h.geometry, 0, corrected, painted)  # the user's correction
+    assert h.controller.undo_last() and not h.errors
+    after = h.full()
+    np.testing.assert_array_equal(after[corrected], painted)  # the correction stays
+    others = [n for n in range(after.shape[0]) if n != corrected]
+    np.testing.assert_array_equal(after[others], before_case[others])  # the rest as before the click
+    # The Segment Editor's own undo of a click's result, then ours: nothing of the click comes back.
+    h.click(seed)
+    mrml.write_block(h.seg, h.segment_id, h.geometry, 0, 0, after)
+    assert h.controller.undo_last() and not h.errors
+    np.testing.assert_array_equal(h.full(), after)

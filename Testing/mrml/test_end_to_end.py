@@ -28,6 +28,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import COLIN27, REPO
+from controller_harness import prepare_case_nodes
 from offscreen_views import add_volume_node, largest_cross_section, mouse_click, ras_to_view_xy, restacked
 
 from interactive_adapt_lab.data.cases import aal_pair_split
@@ -138,7 +139,7 @@ def test_clicks_in_red_and_yellow_views_segment_a_held_out_structure_and_finish_
     store_root = site_store_root(settings_folder / "Slicer.ini")
     segmentation = mrml.create_segmentation(app.scene, volume_node)
     segment_id = segmentation.GetSegmentation().AddEmptySegment("", SEGMENT_NAME)
-    nodes = mrml.prepare_case_nodes(app.scene, volume_node, segmentation, segment_id)
+    nodes = prepare_case_nodes(app.scene, volume_node, segmentation, segment_id)
     sessions, errors = [], []
 
     def open_probed_session(settings):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import vtk
 from conftest import GEOMETRIES, add_slice_node, add_volume, tilt_slice_node, voxel_ras
+from controller_harness import prepare_case_nodes
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
@@ -154,7 +155,7 @@ def test_a_segmentation_of_another_patient_is_never_written(mri_scene):
     panel.workflow.set_volume(mri_scene.volume)
     other, _ = second_patient(mri_scene)
     with pytest.raises(CaseStateError, match="belongs to 'MRI'"):
-        mrml.prepare_case_nodes(mri_scene.scene, other, panel.workflow.segmentation)
+        prepare_case_nodes(mri_scene.scene, other, panel.workflow.segmentation)
 
 
 def test_label_maps_are_refused_with_a_message(mri_scene):

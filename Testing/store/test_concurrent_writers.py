@@ -56,11 +56,12 @@ print(json.dumps({"loaded": session.version}), flush=True)
 sys.stdin.readline()
 session.add_click(Click(0, 10, row, 22, True))
 session.learn_pending()
-version = session.finish_case(None, learn=True).version
+summary = session.finish_case(None, learn=True)
+version = summary.version
 digest = hashlib.sha256()
 for name, tensor in sorted(session.network.state_dict().items()):
     digest.update(name.encode() + tensor.detach().cpu().contiguous().numpy().tobytes())
-print(json.dumps({"version": version, "weights": digest.hexdigest()}), flush=True)
+print(json.dumps({"version": version, "weights": digest.hexdigest(), "warning": summary.warning}), flush=True)
 """
 
 
@@ -173,6 +174,8 @@ def test_two_clinician_sessions_in_two_processes_keep_both_cases(
     finally:
         a.stop(), b.stop()
     assert (first["version"], second["version"]) == (1, 2)
+    # The second clinician is told at Finish that both cases are kept, and which version holds which.
+    assert first["warning"] == "" and "version 1 holds learning" in second["warning"]
     profile = SiteStore(root).profile("Hospital A", "Grey matter")
     # Session B learned from the shipped model, not from A's case: its version says so.
     assert [(v.version, v.parent) for v in profile.versions()] == [(1, 0), (2, 0)]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wait_idle
 
 from interactive_adapt_web.studies import Limits, StudiesFolder, studies_from_command_line
 from InteractiveAdaptLib.app.worker import JobCancelled, Worker
@@ -197,7 +198,7 @@ def test_cancel_frees_the_worker_from_a_read_that_hangs(tree):
         start = time.monotonic()
         worker.cancel(job_ids=[hanging.id])
         after = worker.submit(lambda: "next job ran")
-        assert worker.wait_idle(timeout=5)
+        assert wait_idle(worker, timeout=5)
         assert time.monotonic() - start < 2
         results = {r.job_id: r for r in worker.poll()}
         assert results[hanging.id].cancelled and results[after.id].value == "next job ran"

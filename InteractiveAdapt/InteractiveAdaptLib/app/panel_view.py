@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from InteractiveAdaptLib.app import settings as prefs
-from InteractiveAdaptLib.mrml.panel_state import PanelState
+from InteractiveAdaptLib.interaction import PanelState
 
 # settings field -> (widget, Qt property, change signal)
 SETTINGS_WIDGETS = {

@@ -274,15 +274,6 @@ class Worker:
         with self._lock:
             return self._running.description if self._running else ""
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until every submitted job has a result in the output queue; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.busy:
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
-
     def drain(self, timeout: float = 60.0, tick: Callable[[], object] | None = None) -> bool:
         """Poll (running callbacks) until no job is left; `tick` runs between waits (e.g. processEvents)."""
         deadline = time.monotonic() + timeout

@@ -98,11 +98,13 @@ class CaseFinish:
         if learn and (steps or (self.config.adaptation.mid_interaction and n_clicks)):
             self.cases_learned += 1
             self.clicks_learned += n_clicks
+            self.save_warning = ""
             version = self._save() if self.config.autosave else None
         self._volume = None
         self._reset_case_state()
         release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case
-        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted, cancelled)
+        warning = self.save_warning if version is not None else ""
+        return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted, cancelled, warning)
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
         """PI stage 1's click: the slice's first positive click (the paper's first click is always

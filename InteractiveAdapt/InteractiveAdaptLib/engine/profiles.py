@@ -210,6 +210,7 @@ class SessionProfiles:
             parent=self.version or 0,  # what these weights learned from: another writer may have saved since
         )
         self.version = info.version
+        self.save_warning = info.concurrent_warning  # another writer saved meanwhile: both kept, say so
         return info.version
 
 

@@ -75,6 +75,7 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         self.profile: str | None = None
         self.version: int | None = None  # the site version the weights come from (None = base)
         self.cases_learned = 0
+        self.save_warning = ""  # what the last save had to tell the user (another writer saved meanwhile)
         self.clicks_learned = 0
         # Weights (and counts) of profiles whose learning no version holds: no store, or autosave off.
         self._memory_profiles: dict[str, tuple[Snapshot, tuple[int | None, int, int]]] = {}

@@ -13,7 +13,7 @@ Positive clicks live in one markups point list and negative clicks in another; e
 colour (green / red) colours its points, so no per-point colouring is needed.
 """
 
-from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes, prepare_case_nodes
+from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.click_controller import (
     ClickController,
     ClickRecord,
@@ -89,7 +89,6 @@ __all__ = [
     "ensure_segment",
     "find_slice_node",
     "first_mri_volume",
-    "prepare_case_nodes",
     "prepare_segmentation",
     "ras_to_slice_pixel",
     "read_block",

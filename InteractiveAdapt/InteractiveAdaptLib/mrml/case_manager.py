@@ -11,14 +11,9 @@ from typing import Any
 from InteractiveAdaptLib.errors import CaseStateError
 from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.click_controller import ClickController, ErrorCallback, StatusCallback
-from InteractiveAdaptLib.mrml.markups import create_click_nodes
 from InteractiveAdaptLib.mrml.segments import (
-    create_segmentation,
-    ensure_segment,
-    prepare_segmentation,
     segment_profile,
 )
-from InteractiveAdaptLib.mrml.volume import check_scalar_volume
 
 
 @dataclass
@@ -30,25 +25,6 @@ class CaseNodes:
     segment_id: str
     positive: Any
     negative: Any
-
-
-def prepare_case_nodes(
-    scene: Any,
-    volume_node: Any,
-    segmentation_node: Any = None,
-    segment_id: str | None = None,
-    positive_node: Any = None,
-    negative_node: Any = None,
-) -> CaseNodes:
-    """Check the volume and create what is missing (segmentation, segment, click lists). The views are
-    left as the user has them (the workflow turns them to the image planes once, when a patient opens)."""
-    check_scalar_volume(volume_node)
-    segmentation_node = segmentation_node or create_segmentation(scene, volume_node)
-    prepare_segmentation(segmentation_node, volume_node)
-    segment_id = ensure_segment(segmentation_node, segment_id)
-    if positive_node is None or negative_node is None:
-        positive_node, negative_node = create_click_nodes(scene)
-    return CaseNodes(volume_node, segmentation_node, segment_id, positive_node, negative_node)
 
 
 class CaseManager:

@@ -25,13 +25,14 @@ from InteractiveAdaptLib.interaction import (
     CaseSession,
     CaseUpdate,
     Click,
+    ClickTimes,
     EngineCase,
     FillOptions,
     Interpolator,
     JobKind,
     Removal,
 )
-from InteractiveAdaptLib.mrml.click_record import ClickRecord, ClickTimes
+from InteractiveAdaptLib.mrml.click_record import ClickRecord
 from InteractiveAdaptLib.mrml.markups import style_click_node
 from InteractiveAdaptLib.mrml.segment_writer import SegmentWriter
 from InteractiveAdaptLib.mrml.segments import prepare_segmentation, segment_or_error, segment_profile

@@ -279,9 +279,8 @@ class Workflow:
             else:
                 s = result.value
                 saved = f"saved version {s.version} of '{self.profile}'" if s.version else "nothing saved"
-                self._status(
-                    f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}."
-                )
+                news = f"Case finished ({s.clicks} clicks): {s.slices_learned} slices learned, {saved}."
+                self._status(f"{news} {s.warning}" if s.warning else news)
             if on_done is not None:
                 on_done(result)
 
