@@ -40,3 +40,12 @@ class SiteStoreAccessError(SiteStoreError):
 class TorchTooOldError(WeightsError):
     """The PyTorch in use is older than the first version whose weights-only loading is not known to
     be bypassable, so no weight file is read with it."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """A case on the image would need more memory than this computer has (found from its header,
+    before its voxels are read, where the format allows)."""
+
+
+class LabelMapError(ImageReadError):
+    """The image chosen as the MRI is a label map (an atlas or a segmentation)."""

@@ -1,9 +1,20 @@
-"""Per-volume intensity normalisation: clipped percentiles, then z-score inside the head."""
+"""Per-volume intensity normalisation: clipped percentiles, then z-score inside the head.
+
+Voxels that are not numbers (NaN, infinite: e.g. outside a scanner's reconstructed region, or after a
+division in another program) take the image's lowest finite value first, so that every statistic below
+(percentiles, Otsu's histogram, mean and std) sees numbers only; a volume with no number is refused.
+"""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy import ndimage
+
+from InteractiveAdaptLib.errors import ImageReadError
+
+log = logging.getLogger(__name__)
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -30,8 +41,12 @@ def head_mask(volume: np.ndarray) -> np.ndarray:
 def normalize_intensity(
     volume: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.5
 ) -> np.ndarray:
-    """float32 volume clipped to robust percentiles and z-scored with the head's mean and std."""
-    v = np.asarray(volume, dtype=np.float32)
+    """float32 volume clipped to robust percentiles and z-scored with the head's mean and std.
+
+    Raises:
+        ImageReadError: no voxel is a number (all NaN or infinite).
+    """
+    v = finite_intensities(np.asarray(volume, dtype=np.float32))
     lo, hi = np.percentile(v, [low_percentile, high_percentile])
     v = np.clip(v, lo, hi)
     mask = head_mask(v)
@@ -40,3 +55,32 @@ def normalize_intensity(
     inside = v[mask]
     std = float(inside.std())
     return ((v - float(inside.mean())) / (std if std > 1e-6 else 1.0)).astype(np.float32)
+
+
+def finite_intensities(volume: np.ndarray) -> np.ndarray:
+    """`volume` with its NaN and infinite voxels set to its lowest finite value (the volume itself when
+    all are numbers; otherwise a copy); logs how many there were.
+
+    Raises:
+        ImageReadError: no voxel is a number.
+    """
+    finite = np.isfinite(volume)
+    if finite.all():
+        return volume
+    count = int(volume.size - np.count_nonzero(finite))
+    if count == volume.size:
+        raise ImageReadError(
+            f"The image holds no intensities: none of its {volume.size:,} voxels is a number (all are NaN or "
+            "infinite). Export the MRI again from the scanner or the program that made it."
+        )
+    lowest = np.min(volume, where=finite, initial=np.inf)
+    log.warning(
+        "%s voxel%s of the image %s not a number (NaN or infinite): the case treats %s as the image's "
+        "darkest value (%g).",
+        f"{count:,}",
+        "s" if count != 1 else "",
+        "are" if count != 1 else "is",
+        "them" if count != 1 else "it",
+        lowest,
+    )
+    return np.where(finite, volume, lowest)
