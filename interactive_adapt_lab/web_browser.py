@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,29 @@ def require_browser() -> None:
         missing.append("the Python package selenium")
     if missing:
         raise RuntimeError(f"{', '.join(missing)} missing: run `make setup` (it installs the browser).")
+
+
+def write_zeros_nrrd(path: Path, size_ijk: tuple[int, int, int]) -> Path:
+    """A study that is large once read and small on disk: an attached NRRD of 8-bit zeros of `size_ijk`
+    (I, J, K), gzip-encoded (above 1 GiB, the same gzip member of 1 GiB of zeros repeated: ~1 MB a GiB)."""
+
+    def gzip_zeros(count: int, level: int) -> bytes:  # one gzip member
+        compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        block, parts, left = bytes(min(count, 1 << 24)), [], count
+        while left:
+            parts.append(compressor.compress(block[: min(left, len(block))]))
+            left -= min(left, len(block))
+        return b"".join(parts) + compressor.flush()
+
+    whole, rest = divmod(int(np.prod(size_ijk)), 1 << 30)
+    data = (gzip_zeros(1 << 30, 9) * whole if whole else b"") + (gzip_zeros(rest, 1) if rest else b"")
+    header = (
+        "NRRD0004\ntype: uint8\ndimension: 3\nspace: left-posterior-superior\n"
+        f"sizes: {' '.join(map(str, size_ijk))}\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+        "space origin: (0,0,0)\nencoding: gzip\n\n"
+    )
+    path.write_bytes(header.encode() + data)
+    return path
 
 
 def free_port() -> int:

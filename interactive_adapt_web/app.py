@@ -8,14 +8,14 @@ learning, rollback). The asyncio loop that streams the views only takes the work
 
 `event_log`, when given, receives one JSON line per thing a test or benchmark needs to see from the
 Python side (ready, study opened, segment voxels after each result, status lines, saved versions).
+The pump, failures in it and the server's end (lifetime, Ctrl+C) live in lifecycle.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,23 +25,22 @@ from trame_slicer.rca_view import register_rca_factories
 from trame_slicer.views import Layout, LayoutDirection, ViewLayoutDefinition
 from wslink.websocket import LinkProtocol
 
+from interactive_adapt_web.event_log import EventLog
+from interactive_adapt_web.lifecycle import PageWorker, ServerLife, unexpected_text
 from interactive_adapt_web.page import build_page
 from interactive_adapt_web.studies import StudiesFolder
 from interactive_adapt_web.study_list import StudyList
 from interactive_adapt_web.view_priority import FramesFirst, ViewPriority
 from InteractiveAdaptLib.app import settings as prefs
-from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import InteractiveAdaptError
-from InteractiveAdaptLib.interaction import JobKind
+from InteractiveAdaptLib.io.volume_checks import fill_non_numbers
 from InteractiveAdaptLib.model.location import find_base_model_dir
-from InteractiveAdaptLib.mrml import COMMON_STRUCTURES, Workflow, read_segment, segmentation_of
-from InteractiveAdaptLib.mrml.volume import add_volume_node, volume_geometry
+from InteractiveAdaptLib.mrml import COMMON_STRUCTURES, Workflow
+from InteractiveAdaptLib.mrml.volume import add_volume_node
 
 log = logging.getLogger(__name__)
 
 LAYOUT_ID = "InteractiveAdapt"
-BUSY_POLL_S = 0.005  # while the worker has jobs: a result reaches the page within this
-IDLE_POLL_S = 0.05
 STILL_QUALITY = 90  # JPEG quality of the views' frames (trame-rca's still quality)
 
 
@@ -72,13 +71,14 @@ class WebApp:
         event_log: str | Path | None = None,
         exit_after_s: float | None = None,
         view_priority: bool = True,
+        test_faults: Sequence[str] = (),
     ) -> None:
         self.server, self.state, self.ctrl = server, server.state, server.controller
         self.settings = settings
         self.store_root = Path(store_root)
         self.model_dir = Path(model_dir) if model_dir else find_base_model_dir()
-        self._event_log = open(event_log, "a", buffering=1) if event_log else None  # noqa: SIM115
-        self._deadline = time.monotonic() + exit_after_s if exit_after_s else None
+        self.log = EventLog(event_log)
+        self.life = ServerLife(self, exit_after_s)
         self._pending_action: tuple[Any, tuple] | None = None
         self._answer: bool | None = None
         self._clients = 0
@@ -101,7 +101,7 @@ class WebApp:
         self.layout_manager.register_layout(LAYOUT_ID, Layout(LayoutDirection.Horizontal, views))
         self.layout_manager.set_layout(LAYOUT_ID)
 
-        self.worker = Worker()
+        self.worker = PageWorker(lambda error: self.set_status(unexpected_text(error)), test_faults)
         folder = studies if isinstance(studies, StudiesFolder) else StudiesFolder(studies)
         self.study_list = StudyList(server, folder, self.worker, self.set_status, self._on_error, self.emit)
         # Off only to measure what it gains (bench-web): then every view draws every change at once.
@@ -142,7 +142,7 @@ class WebApp:
         server.add_protocol_to_configure(self._watch_clients)
         for view in self.slice_views():  # the browser sets the size: keep the image fitted to it
             view.interactor().AddObserver("WindowResizeEvent", lambda *a, v=view: self._resized(v))
-            if self._event_log is not None:  # how long each frame takes to draw (the benchmark's analysis)
+            if self.log.on:  # how long each frame takes to draw (the benchmark's analysis)
                 window = view.render_window()
                 window.AddObserver(
                     "StartEvent", lambda *a: setattr(self, "_render_start", time.perf_counter())
@@ -157,7 +157,7 @@ class WebApp:
         on the worker, then make it the patient: its own segmentation, shown in the three views."""
         show = self._show_study
         self.study_list.open(key, series_uid, lambda volume, name: self._guarded(show, volume, name))
-        self._refresh_busy()
+        self.refresh_busy()
 
     def add_structure(self, name: str | None = None) -> None:
         name = name if name is not None else self.state.new_structure
@@ -182,8 +182,8 @@ class WebApp:
 
     def undo(self) -> None:
         self._guarded(self.workflow.undo)
-        if self._event_log is not None:  # an undo may restore the segment at once, without the worker
-            self._log_segment()
+        if self.log.on:  # an undo may restore the segment at once, without the worker
+            self.log.segment(self.workflow)
 
     def finish(self) -> None:
         self._guarded(self.workflow.finish, bool(self.state.learn), self._finished)
@@ -248,22 +248,23 @@ class WebApp:
         return self.slicer.view_manager.get_slice_views()
 
     def emit(self, event: str, **fields: Any) -> None:
-        """One JSON line of the event log (tests and benchmarks read it)."""
-        if self._event_log is not None:
-            self._event_log.write(json.dumps({"event": event, "t": time.time(), **fields}) + "\n")
-
-    # ------------------------------------------------------------ internals
+        """One line of the event log (tests and benchmarks read it)."""
+        self.log.emit(event, **fields)
 
     def _show_study(self, volume: Any, name: str) -> None:
-        node = add_volume_node(self.slicer.scene, volume.array, volume.ijk_to_ras, name)
+        # The voxels that are not numbers (the note says how many) shown as the darkest value, as the
+        # engine treats them: one infinite voxel would make the views' window/level show only black.
+        node = add_volume_node(self.slicer.scene, fill_non_numbers(volume.array), volume.ijk_to_ras, name)
         if not self.workflow.set_volume(node):  # the user kept the open case
             self.slicer.scene.RemoveNode(node)
             return
         for view in self.slice_views():
             self._resized(view)
+        if volume.notes:  # what the user must know about this image (its memory, voxels not numbers)
+            self.set_status(" ".join((self.state.status or "", *volume.notes)).strip())
         self.emit("study", name=name, node=node.GetID(), shape=list(volume.array.shape))
-        if self._event_log is not None:
-            self._log_scene()
+        if self.log.on:
+            self.log.scene(self.slicer.scene)
         self.refresh()
 
     def _resized(self, view: Any) -> None:
@@ -323,9 +324,7 @@ class WebApp:
         if isinstance(error, InteractiveAdaptError):
             return self.set_status(str(error))
         log.error("Unexpected failure: %r\n%s", error, traceback)
-        self.set_status(
-            f"Something unexpected went wrong ({type(error).__name__}); the server's log has the details."
-        )
+        self.set_status(unexpected_text(error))
 
     def _watch_clients(self, protocol: Any) -> None:
         """Count the page's connections (one per tab) on the server side: trame's client_exited comes
@@ -337,7 +336,7 @@ class WebApp:
         with self.state:
             self.state.clients = max(1, self._clients)
 
-    def _refresh_busy(self) -> None:
+    def refresh_busy(self) -> None:
         busy = self.worker.busy
         if busy != self.state.busy:
             self.state.busy = busy
@@ -346,67 +345,9 @@ class WebApp:
 
     def _on_ready(self, **_: Any) -> None:
         self.emit("ready")
-        asyncio.get_event_loop().create_task(self._pump())
-
-    async def _pump(self) -> None:
-        """Take the worker's results on this loop (their callbacks write segments and page state)."""
-        while True:
-            with self.state:
-                results = self.worker.poll()
-                for result in results if self.priority else ():  # the clicked view first, others after
-                    if result.kind is JobKind.SLICE and result.ok:
-                        self.priority.slice_written()
-                    else:
-                        self.priority.release()
-                if results and self._event_log is not None:
-                    for result in results:
-                        self.emit("job", what=result.kind.name, ms=round(result.duration_s * 1000, 1))
-                    self._log_segment()
-                self._refresh_busy()
-            if self._deadline is not None and time.monotonic() > self._deadline:
-                self.emit("exit", reason="lifetime")
-                self.close()
-                await self.server.stop()
-                return
-            await asyncio.sleep(BUSY_POLL_S if self.worker.busy else IDLE_POLL_S)
-
-    def _log_segment(self) -> None:
-        workflow = self.workflow
-        if workflow.segmentation is None or not workflow.segment_id:
-            return
-        mask = read_segment(workflow.segmentation, workflow.segment_id, volume_geometry(workflow.volume))
-        points = [
-            node.GetNumberOfControlPoints() if node else 0 for node in (workflow.positive, workflow.negative)
-        ]
-        self.emit(
-            "segment",
-            volume=workflow.volume.GetName(),
-            structure=workflow.structure_name,
-            voxels=int(mask.sum()),
-            clicks=workflow.clicks,
-            positive=points[0],
-            negative=points[1],
-        )
-
-    def _log_scene(self) -> None:
-        """Every volume of the scene with the voxels of each of its structures (patients must not mix)."""
-        scene, found = self.slicer.scene, {}
-        for n in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")):
-            volume = scene.GetNthNodeByClass(n, "vtkMRMLScalarVolumeNode")
-            segmentation = segmentation_of(scene, volume)
-            structures = {}
-            if segmentation is not None:
-                for index in range(segmentation.GetSegmentation().GetNumberOfSegments()):
-                    segment_id = segmentation.GetSegmentation().GetNthSegmentID(index)
-                    name = segmentation.GetSegmentation().GetSegment(segment_id).GetName()
-                    mask = read_segment(segmentation, segment_id, volume_geometry(volume))
-                    structures[name] = int(mask.sum())
-            found[volume.GetName()] = structures
-        self.emit("scene", volumes=found)
+        self.life.start()
 
     def close(self) -> None:
         self.workflow.close()
         self.worker.shutdown(cancel_pending=True, timeout=10)
-        if self._event_log is not None:
-            self._event_log.close()
-            self._event_log = None
+        self.log.close()

@@ -16,6 +16,7 @@ from InteractiveAdaptLib.store.site_store import default_store_root
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
+TEST_FAULTS = ("callback", "pump")  # where the hidden --test-fault fails on purpose (lifecycle.py)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--exit-after", type=float, metavar="S", help="stop the server after S seconds")
     p.add_argument("--event-log", type=Path, help=argparse.SUPPRESS)  # JSON lines for tests and benchmarks
     p.add_argument("--draw-every-view", action="store_true", help=argparse.SUPPRESS)  # bench-web's ablation
+    # Tests only: each Refresh after the first fails on purpose, once per WHERE (lifecycle.py's test hook).
+    p.add_argument("--test-fault", action="append", default=[], choices=TEST_FAULTS, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
 
@@ -111,6 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
         event_log=args.event_log,
         exit_after_s=args.exit_after,
         view_priority=not args.draw_every_view,
+        test_faults=args.test_fault,
     )
     if study is not None:
         server.controller.on_server_ready.add(lambda **_: app.open_study(study))

@@ -34,6 +34,7 @@ STATE_DEFAULTS = {
     "busy_text": "",
     "question": "",  # a Yes/No question waiting for the user (dropping unfinished clicks)
     "clients": 1,
+    "server_notice": "",  # the server is about to stop (Ctrl+C, its lifetime): stays until it does
     "has_volume": False,
     "has_structure": False,
 }
@@ -215,6 +216,13 @@ def _status(ctrl) -> None:
         type="warning",
         density="compact",
         id="ia-tabs-warning",
+    )
+    v3.VAlert(
+        "{{ server_notice }}",
+        v_if=("server_notice",),
+        type="warning",
+        density="compact",
+        id="ia-server-notice",
     )
     with html.Div(v_if=("busy",), classes="d-flex flex-column ga-1"):
         v3.VProgressLinear(indeterminate=True, color="primary")

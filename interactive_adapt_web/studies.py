@@ -37,6 +37,7 @@ from interactive_adapt_web.study_files import (
 from InteractiveAdaptLib.app.worker import JobCancelled
 from InteractiveAdaptLib.errors import ImageReadError, InteractiveAdaptError
 from InteractiveAdaptLib.io.dicom_reading import SeriesInfo, read_dicom_series
+from InteractiveAdaptLib.io.volume_checks import check_not_label_map
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, volume_from_sitk
 
 
@@ -198,7 +199,12 @@ class StudiesFolder:
     # ------------------------------------------------------------ reading
 
     def read(self, key: Any, series_uid: str | None = None, stop: threading.Event | None = None) -> Volume:
-        """The volume of study `key` (for a DICOM folder, its series `series_uid`, or its only one)."""
+        """The volume of study `key` (for a DICOM folder, its series `series_uid`, or its only one).
+
+        Raises:
+            ImageReadError: not one 3D grey-scale MRI (a label map included), too large for this computer
+                (refused from a file's header before its voxels are read), or unreadable.
+        """
         path = self.locate(key)
         name = path.name if path != self.root else self.root.name
         try:
@@ -208,11 +214,15 @@ class StudiesFolder:
                     series = dicom_series(self._entries(path, budget)[0], budget)
                 except StopListing as reason:
                     raise ImageReadError(f"'{name}' could not be read: {reason}") from None
-                return volume_from_sitk(
+                volume = volume_from_sitk(
                     read_dicom_series(choose_series(series, series_uid, name)), f"'{name}'"
                 )
+                check_not_label_map(volume.array, f"'{name}'")
+                return volume
             check_self_contained(path)
-            return read_volume(path)
+            volume = read_volume(path)
+            check_not_label_map(volume.array, f"'{name}'", path)  # an atlas or a segmentation
+            return volume
         except OSError as exc:
             raise ImageReadError(
                 f"'{name}' could not be read ({exc.strerror or type(exc).__name__})."

@@ -1,4 +1,5 @@
-"""`interactive-adapt serve` as a command: it stops by itself after its lifetime, prints the page's address
+"""`interactive-adapt serve` as a command: it stops by itself after its lifetime (the page told ahead), and
+at once on Ctrl+C when no case has clicks to lose, prints the page's address
 with a token made at this start, listens beyond this computer only when told twice (--host and
 --allow-remote, then with a warning), and refuses before serving anything a study that does not exist, a
 study outside the studies folder, or no studies folder at all."""
@@ -14,10 +15,10 @@ from InteractiveAdaptLib.cli.main import main
 pytestmark = pytest.mark.slow
 
 
-def _served(tmp_path, *args: str):
+def _served(tmp_path, *args: str, exit_after_s: float = 3):
     from interactive_adapt_lab.web_browser import ServedApp
 
-    return ServedApp(tmp_path, exit_after_s=3, args=args)
+    return ServedApp(tmp_path, exit_after_s=exit_after_s, args=args)
 
 
 def test_server_stops_by_itself_after_its_lifetime(tmp_path):
@@ -25,6 +26,22 @@ def test_server_stops_by_itself_after_its_lifetime(tmp_path):
         app.wait_event("ready", timeout=120)
         assert app.process.wait(timeout=60) == 0
         assert app.events("exit") == [app.events()[-1]] and app.events("exit")[0]["reason"] == "lifetime"
+        # The page was told ahead (at once: the lifetime is shorter than the warning's 30 s).
+        warned = [e for e in app.events("status") if e["text"].startswith("This server stops in")]
+        assert len(warned) == 1 and warned[0]["t"] < app.events("exit")[0]["t"]
+        assert re.fullmatch(
+            r"This server stops in [1-3] s \(its lifetime, set at its start\)\.", warned[0]["text"]
+        )
+
+
+def test_ctrl_c_without_a_case_stops_at_once(tmp_path):
+    import signal
+
+    with _served(tmp_path, exit_after_s=300) as app:
+        app.wait_event("ready", timeout=120)
+        app.process.send_signal(signal.SIGINT)
+        assert app.process.wait(timeout=60) == 0
+        assert not app.events("interrupt") and app.events("exit")[-1]["reason"] == "interrupted"
 
 
 def test_each_start_prints_the_address_with_a_new_token(tmp_path):

@@ -5,7 +5,9 @@ One server (`interactive-adapt serve` with the Colin27 head given at start: its 
 folder) and one headless Chromium for the whole file. First a case is finished with learning (version 1 of
 profile 'Thalamus' on disk); then, through the page, files put into the studies folder: one deleted after
 it was listed, a text file named .nii, a 4D series, a colour volume (the open head stays the one shown),
-files that are no study (a text file, a FIFO: not listed), a click outside the image (no point kept),
+a label map (the AAL atlas) and a volume too large for this computer (its header declares 16 GiB of
+voxels: refused before they are read), files that are no study (a text file, a FIFO: not listed), a
+click outside the image (no point kept),
 the page open in a second tab (both warn, and the warning goes once the second tab is closed). At the
 end version 1 is still on disk, unchanged and current, and no status line ever showed a traceback.
 """
@@ -126,6 +128,16 @@ def _colour(suffix: str):
     return write
 
 
+def _label_map(folder: Path) -> Path:
+    return Path(shutil.copy(AAL, folder / "atlas labels.nii.gz"))
+
+
+def _too_large(folder: Path) -> Path:
+    from interactive_adapt_lab.web_browser import write_zeros_nrrd
+
+    return write_zeros_nrrd(folder / "whole body.nrrd", (4096, 4096, 1024))
+
+
 BAD_FILES = {
     # case: (how the file is made, what the status line must say)
     "deleted after listing": (_missing, ("cannot be opened", "moved or deleted")),
@@ -133,6 +145,8 @@ BAD_FILES = {
     "4D series": (_series_4d, ("4 dimensions", "needs one 3D volume")),
     "RGB NIfTI": (_colour(".nii.gz"), ("colour (RGB)", "grey-scale")),
     "RGB NRRD": (_colour(".nrrd"), ("colour (RGB)", "grey-scale")),
+    "label map": (_label_map, ("'atlas labels.nii.gz' looks like a label map", "Open the MRI itself")),
+    "too large": (_too_large, ("'whole body.nrrd' is too large to segment here", "Crop it")),
 }
 
 
@@ -157,7 +171,7 @@ def test_bad_file_says_why_and_keeps_the_open_study(web, saved, case):
     _no_technical(status)
     shown = page.wait_text("ia-status", expected[0])
     assert shown == status  # what the page shows is what the server said, nothing else
-    if case in ("deleted after listing", "text file named .nii"):
+    if case in ("deleted after listing", "text file named .nii", "label map", "too large"):
         assert path.name in status  # which file it means
 
     # The head that was open is still the patient, shown as before.
