@@ -19,9 +19,10 @@ from slicer.util import VTKObservationMixin
 from InteractiveAdaptLib import mrml
 from InteractiveAdaptLib.app import dependencies, module_help, panel_view
 from InteractiveAdaptLib.app import settings as prefs
+from InteractiveAdaptLib.app.module_loop import ModuleLoop, drop_library_modules
 from InteractiveAdaptLib.app.panel_actions import PanelActions
-from InteractiveAdaptLib.app.worker import IDLE_INTERVAL_MS, Worker
-from InteractiveAdaptLib.errors import IncompatibleBaseModelError, InteractiveAdaptError
+from InteractiveAdaptLib.app.worker import Worker
+from InteractiveAdaptLib.errors import IncompatibleBaseModelError
 from InteractiveAdaptLib.model.location import find_base_model_dir
 from InteractiveAdaptLib.mrml.self_test import run_self_test
 
@@ -51,7 +52,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = self._parameterNode = self._parameterNodeGuiTag = None
-        self._shortcuts = []
+        self._shortcuts, self._autoPick = [], False
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -59,25 +60,36 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.layout.addWidget(uiWidget)
         self.ui = ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
-        self.logic = InteractiveAdaptLogic(ask=self.ask, onStatus=self.status, onError=self.showError)
+        ask = lambda question: slicer.util.confirmYesNoDisplay(question, windowTitle="InteractiveAdapt")  # noqa: E731
+        self.logic = InteractiveAdaptLogic(
+            ask=ask, onStatus=lambda t: self.panel.set_status(t), onError=self.showError
+        )
         self.workflow = self.logic.workflow
-        installed = lambda: dependencies.is_distribution_installed("torch")  # noqa: E731
+        deps = self.logic.dependencies
         self.panel = panel = PanelActions(
             ui,
             self.workflow,
             self.showError,
             self.ensureDependencies,
-            installed,
+            deps.installed,
             self.onParameterNodeModified,
         )
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
-        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        slicer.app.layoutManager().layoutChanged.connect(self.onLayoutChanged)
+        # Slicer's idle loop holds Python's lock: the timer lends it to the worker in short waits.
+        self.timer = qt.QTimer()
+        self.loop = ModuleLoop(
+            self.timer, self.logic.worker, deps, panel, self.warn, lambda f: qt.QTimer.singleShot(0, f)
+        )
+        self.timer.timeout.connect(self.loop.tick)
+        for event, handler in ((slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose), (slicer.mrmlScene.EndCloseEvent, self.takeUpScene),
+                               (slicer.mrmlScene.EndImportEvent, self.takeUpScene)):  # fmt: skip
+            self.addObserver(slicer.mrmlScene, event, handler)
+        if slicer.app.layoutManager():  # none in Slicer's "no main window" tests
+            slicer.app.layoutManager().layoutChanged.connect(self.onLayoutChanged)
         ui.positivePointButton.toggled.connect(lambda on: panel.place(True, on, self.sliceViews))
         ui.negativePointButton.toggled.connect(lambda on: panel.place(False, on, self.sliceViews))
         for name, slot in [("undoButton", self.workflow.undo), ("finishCaseButton", lambda: panel.finish(self._parameterNode.learnFromCase)), ("resetCaseButton", self.workflow.reset),
                            ("rollbackButton", panel.rollback), ("exportSiteButton", self.onExport),
-                           ("cancelButton", self.onCancel), ("addStructureButton", panel.add_structure),
+                           ("cancelButton", lambda: deps.cancel() or self.logic.worker.cancel()), ("addStructureButton", panel.add_structure),
                            ("renameStructureButton", self.onRenameStructure),
                            ("previousStructureButton", lambda: panel.step_structure(-1)),
                            ("nextStructureButton", lambda: panel.step_structure(1))]:  # fmt: skip
@@ -91,22 +103,20 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ui.newStructureComboBox.lineEdit().returnPressed.connect(panel.add_structure)
         panel_view.show_settings(ui, self.logic.settings)
         panel_view.connect_settings(ui, lambda *args: panel.settings_changed(self.logic.saveSettings))
-        ui.weightsFolderLabel.text = str(self.logic.storeRoot)
-        for name, keys in SHORTCUTS.items():  # enabled only while the module is shown: no clash elsewhere
+        ui.weightsFolderLabel.setText(str(self.logic.storeRoot))
+        for name, keys in SHORTCUTS.items() if slicer.util.mainWindow() else ():  # only while shown
             shortcut = qt.QShortcut(qt.QKeySequence(keys), slicer.util.mainWindow())
             shortcut.activated.connect(getattr(ui, name).click)
             shortcut.setEnabled(False)
             self._shortcuts.append(shortcut)
-        # Slicer's idle loop holds Python's lock: the timer lends it to the worker in short waits.
-        self.timer = qt.QTimer()
-        self.timer.timeout.connect(self.poll)
-        self.timer.start(IDLE_INTERVAL_MS)
-        self.logic.worker.wake = lambda: self.timer.start(0)  # a job submitted: tick at once
         self.initializeParameterNode()
 
     def cleanup(self):
         self.logic.worker.wake = None  # a stopped timer must not be restarted by a late submit
-        slicer.app.layoutManager().layoutChanged.disconnect(self.onLayoutChanged)  # a reload adds it again
+        if slicer.app.layoutManager():
+            slicer.app.layoutManager().layoutChanged.disconnect(
+                self.onLayoutChanged
+            )  # a reload adds it again
         self.timer.stop()
         self.logic.dependencies.cancel()  # no install may outlive the module; the next plan repairs it
         for shortcut in self._shortcuts:  # a reloaded module must not leave its old shortcuts behind
@@ -116,34 +126,47 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self.logic.shutdown()
 
+    def onReload(self):
+        drop_library_modules()  # Slicer runs only this file again: the library is read afresh too
+        ScriptedLoadableModuleWidget.onReload(self)
+
     def enter(self):
         self.initializeParameterNode()
         for shortcut in self._shortcuts:
             shortcut.setEnabled(True)
-        if dependencies.is_distribution_installed("torch"):  # load the network while a study is loaded
+        self.loop.show(True)
+        if self.logic.dependencies.installed():  # load the network while a study is loaded
             self.workflow.preload_session(on_ready=self.panel.refresh)
         self.panel.refresh()
 
     def exit(self):
         for shortcut in self._shortcuts:
             shortcut.setEnabled(False)
+        self.workflow.stop_placing()  # left clicks belong to the next module (e.g. the Segment Editor)
+        self.panel.refresh()
+        self.loop.show(False)
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
         self.workflow.close()
         self.setParameterNode(None)
 
-    def onSceneEndClose(self, caller, event):
+    def takeUpScene(self, *args):
+        pn = self.logic.getParameterNode()  # after a close or an import: the scene's patient and structure
+        if pn.inputVolume is not self.workflow.volume or pn.segmentID != self.workflow.segment_id:
+            self.workflow.restore(pn.inputVolume, pn.segmentID)
         if self.parent.isEntered:
             self.initializeParameterNode()
 
     def initializeParameterNode(self):
-        self.setParameterNode(self.logic.getParameterNode())
-        pn = self._parameterNode
-        if pn.inputVolume and self.workflow.volume is None:
+        pn = self.logic.getParameterNode()
+        if pn.inputVolume and self.workflow.volume is None:  # a saved scene: its structure, not the first
             self.workflow.restore(pn.inputVolume, pn.segmentID)
-        if not pn.inputVolume:
+        self.setParameterNode(pn)
+        if not pn.inputVolume:  # offered, not opened: the scene changes once a structure is added
+            self._autoPick = True
             pn.inputVolume = mrml.first_mri_volume(slicer.mrmlScene)  # never a label map the selector hides
+            self._autoPick = False
 
     def setParameterNode(self, parameterNode):
         if self._parameterNode:
@@ -157,11 +180,14 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onParameterNodeModified(self, caller=None, event=None):
         pn = self._parameterNode
+        if pn is None or slicer.mrmlScene.IsImporting():  # an import ends with onSceneEndImport
+            return
         if pn.inputVolume is not self.workflow.volume:
-            if not self.panel.guarded(self.workflow.set_volume, pn.inputVolume):  # kept it, or unusable
+            show = not self._autoPick
+            if not self.panel.guarded(self.workflow.set_volume, pn.inputVolume, show):  # kept, or unusable
                 pn.inputVolume = self.workflow.volume
                 return
-            if pn.inputVolume:
+            if pn.inputVolume and show:
                 slicer.util.resetSliceViews()
         if pn.segmentID != self.workflow.segment_id:
             pn.segmentID = self.workflow.segment_id  # comes back here once
@@ -177,7 +203,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def sliceViews(self):
         """(slice node, interactor) of every slice view of the layout: where clicks place points."""
         manager = slicer.app.layoutManager()
-        widgets = [manager.sliceWidget(name) for name in manager.sliceViewNames()]
+        widgets = [manager.sliceWidget(name) for name in manager.sliceViewNames()] if manager else []
         return [(w.mrmlSliceNode(), w.sliceView().interactor()) for w in widgets]
 
     def onLayoutChanged(self, layout=None):
@@ -192,26 +218,8 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # ------------------------------------------------------------ feedback
 
-    def poll(self):
-        interval = self.logic.worker.tick()  # waits (lock released) up to 35 ms; applies results here
-        install = self.logic.dependencies.poll()  # never blocks: pip runs in its own process
-        if install is not None:
-            self.status(install.text)
-            if install.state == "failed":  # after minutes of waiting: a dialog, not only the status line
-                slicer.util.errorDisplay(install.message, windowTitle="InteractiveAdapt")
-        deps, worker = self.logic.dependencies, self.logic.worker
-        self.panel.show_progress(deps.busy or worker.busy, deps.description or worker.current_description)
-        self.timer.setInterval(interval)  # 5 ms while work is pending, 50 ms idle
-
-    def onCancel(self):
-        if not self.logic.dependencies.cancel():  # an install runs: stop it; else the worker's job
-            self.logic.worker.cancel()
-
-    def status(self, text):
-        self.panel.set_status(text)
-
-    def ask(self, question):
-        return slicer.util.confirmYesNoDisplay(question, windowTitle="InteractiveAdapt")
+    def warn(self, message):
+        slicer.util.warningDisplay(message, windowTitle="InteractiveAdapt")
 
     def showError(self, error, traceback=""):
         """Clinician-readable errors go to the status line; only unexpected failures open a dialog."""
@@ -219,18 +227,13 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ask = f"{error}\n\nStart this structure's learning again from the shipped model now?"
             if slicer.util.confirmYesNoDisplay(ask):
                 return self.workflow.restart_profile_from_base()
-        if isinstance(error, InteractiveAdaptError):
-            return self.status(str(error))  # written for the clinician: what happened and what to do
-        logging.error("InteractiveAdapt: %r\n%s", error, traceback, exc_info=not traceback and error)
-        message = f"Something unexpected went wrong ({type(error).__name__}); see the error log."
-        self.status(message)
-        qt.QMessageBox.warning(slicer.util.mainWindow(), "InteractiveAdapt", message)
+        self.loop.error(error, traceback)
 
     def ensureDependencies(self):
         """True when the engine's packages are usable; else asks once and installs in the background."""
         ready = self.panel.guarded(self.logic.dependencies.ensure)
         if not ready:
-            self.status(self.logic.dependencies.message)
+            self.panel.set_status(self.logic.dependencies.message)
         return ready
 
 
@@ -249,15 +252,9 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
             k: qt.QSettings().value(f"{prefs.SETTINGS_GROUP}/{k}") for k in prefs.ModuleSettings().to_dict()
         }
         self.settings = prefs.ModuleSettings.from_dict(saved)
-        self.workflow = mrml.Workflow(
-            slicer.mrmlScene,
-            self.worker,
-            self.openSession,
-            self.settings,
-            ask=ask or (lambda question: False),
-            on_status=onStatus or logging.info,
-            on_error=onError or (lambda error, traceback: logging.error("%s\n%s", error, traceback)),
-        )
+        onError = onError or (lambda error, traceback: logging.error("%s\n%s", error, traceback))  # noqa: N806
+        self.workflow = mrml.Workflow(slicer.mrmlScene, self.worker, self.openSession, self.settings,
+                                      ask or (lambda question: False), onStatus or logging.info, onError)  # fmt: skip
 
     def getParameterNode(self):
         return InteractiveAdaptParameterNode(super().getParameterNode())
@@ -273,7 +270,7 @@ class InteractiveAdaptLogic(ScriptedLoadableModuleLogic):
 
     def shutdown(self):
         self.workflow.close()
-        self.worker.shutdown(cancel_pending=False)
+        self.worker.shutdown(cancel_pending=True, timeout=5)  # a running Finish stops between its steps
 
 
 class InteractiveAdaptTest(ScriptedLoadableModuleTest):
@@ -281,18 +278,19 @@ class InteractiveAdaptTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_PatientStructureClickFinish()
+        self.setUp(), self.test_PatientStructureClickFinish()
 
     def test_PatientStructureClickFinish(self):
         """The flow inside Slicer (InteractiveAdaptLib/mrml/self_test.py); without PyTorch its torch-free part."""
         storeRoot = tempfile.mkdtemp(prefix="InteractiveAdaptSelfTest")
         logic = InteractiveAdaptLogic(storeRoot=storeRoot)
-        settings = prefs.ModuleSettings(site="Self test", device="cpu")
-        drain = lambda: logic.worker.drain(120, tick=slicer.app.processEvents)  # noqa: E731
-        learning = dependencies.can_import("torch")
+        settings, drain = (
+            prefs.ModuleSettings(site="Self test", device="cpu"),
+            lambda: logic.worker.drain(120),
+        )
         try:
-            run_self_test(slicer.mrmlScene, logic.worker, logic.openSession, settings, storeRoot, learning, drain, self.delayDisplay)  # fmt: skip
+            run_self_test(slicer.mrmlScene, logic.worker, logic.openSession, settings, storeRoot,
+                          logic.dependencies.installed(), drain, self.delayDisplay)  # fmt: skip
         finally:
             logic.shutdown()
         self.delayDisplay("Test passed")

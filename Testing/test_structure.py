@@ -658,7 +658,7 @@ def test_no_file_of_the_product_grows_past_400_lines():
     long = {
         str(p.relative_to(REPO)): n
         for p in _product_sources()
-        if (n := len(p.read_text().splitlines())) > 400
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
     }
     assert not long, f"split these by concept (one file per concept): {long}"
 
@@ -676,7 +676,7 @@ def test_nothing_outside_the_engine_calls_a_session_s_predictor():
     builds its own Predictor (training, the 2D paper reproduction) calls one."""
     found = []
     for path in _outside_the_engine():
-        tree = ast.parse(path.read_text())
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         own = any(
             isinstance(n, ast.ImportFrom) and any(a.name == "Predictor" for a in n.names)
             for n in ast.walk(tree)
@@ -708,7 +708,7 @@ def test_no_code_tells_jobs_or_news_apart_by_their_display_text():
     parsing the words shown to the user breaks as soon as the words change."""
     found = []
     for path in _outside_the_engine() + [p for p in project_files(LIB_DIR / "engine") if p.suffix == ".py"]:
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Compare) and any(
                 _is_display_text(side) for side in [node.left, *node.comparators]
             ):

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from conftest import wait_idle
 
-from InteractiveAdaptLib.app.worker import InlineExecutor, JobCancelled, Worker
+from InteractiveAdaptLib.app.inline_executor import InlineExecutor
+from InteractiveAdaptLib.app.worker import JobCancelled, Worker
 from InteractiveAdaptLib.errors import InvalidClickError
 
 
@@ -288,3 +289,38 @@ def _raise(error):
         raise error
 
     return job
+
+
+def test_a_background_job_leaves_the_event_loop_more_room_than_a_click():
+    """While Finish learns, the GUI timer waits less and comes back later, so the views keep drawing;
+    a click's jobs keep the short interval (their results are what the user waits for)."""
+    from InteractiveAdaptLib.app.worker import BACKGROUND_INTERVAL_MS, BUSY_INTERVAL_MS
+    from InteractiveAdaptLib.interaction import JobKind
+
+    worker = Worker()
+    try:
+        for kind, interval, longest_ms in (
+            (JobKind.FINISH, BACKGROUND_INTERVAL_MS, 30),
+            (JobKind.SLICE, BUSY_INTERVAL_MS, 45),
+        ):
+            release = threading.Event()
+            worker.submit(release.wait, 5, kind=kind)
+            assert wait_until(lambda k=kind: worker.current_kind is k)
+            started = time.perf_counter()
+            assert worker.tick() == interval
+            assert (time.perf_counter() - started) * 1000 < longest_ms
+            release.set()
+            assert wait_idle(worker, 5)
+            worker.poll()
+        assert worker.current_kind is None and worker.tick() > BACKGROUND_INTERVAL_MS
+    finally:
+        worker.shutdown(timeout=5)
+
+
+def wait_until(condition, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.002)
+    return True

@@ -150,3 +150,18 @@ def test_decimal_strings_fit_dicom() -> None:
     for value in (0.0, 1e-17, -0.1234567890123456789, 123456.78901234, -1e-7, 1 / 3, 9.87654321e20):
         text = dicom_writing._ds(value)
         assert len(text) <= 16 and float(text) == pytest.approx(value, rel=1e-9, abs=1e-12)
+
+
+def test_writing_and_reading_dicom_leave_the_process_locale_alone(tmp_path):
+    """GDCM switches the C locale to "C" and leaves it so: Python's text files would then be ASCII-only."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_dicom_series
+
+    write_dicom_series(Volume(np.zeros((3, 8, 8), np.int16), np.eye(4)), tmp_path / "series")
+    assert locale.setlocale(locale.LC_ALL) == before
+    read_volume(tmp_path / "series")
+    assert locale.setlocale(locale.LC_ALL) == before
+    (tmp_path / "note.txt").write_text("Hôpital")  # as the web server writes its files
+    assert (tmp_path / "note.txt").read_text() == "Hôpital"

@@ -193,8 +193,8 @@ def test_3d_filling_switch_slice_range_and_clicked_slices(ui):
     assert clicks.findChild(QCheckBox, "fill3DCheckBox") is fill
     for name in ("fromSliceSpinBox", "toSliceSpinBox"):
         box = child(ui, QSpinBox, name)
-        # 0 shows "none" and means no bound (the workflow maps 0 to None)
-        assert box.value() == box.minimum() == 0 and box.specialValueText() == "none"
+        # -1 shows "none" and means no bound (the workflow maps it to None): slice 0 can be a bound
+        assert box.value() == box.minimum() == -1 and box.specialValueText() == "none"
         assert box.maximum() >= 2000 and "slice" in box.toolTip()
     label = child(ui, QLabel, "clickedSlicesLabel")
     assert label.wordWrap() and label.text() == "Clicked slices: none yet."
@@ -353,6 +353,12 @@ def test_parameter_node_fields_match_the_widgets_bound_to_them(ui):
         elif isinstance(widget, QCheckBox):
             assert fields[parameter] == "bool"
     assert "segmentID" in fields  # the structure being segmented, kept by the scene
+
+
+def test_no_tooltip_promises_what_slicer_does_not_do(ui):
+    """A right click in Slicer's views opens their context menu: it never stops placing."""
+    for widget in ui.findChildren(QWidget):
+        assert "right-click" not in widget.toolTip().lower(), widget.objectName()
 
 
 def test_every_control_explains_itself(ui):

@@ -14,7 +14,8 @@ from controller_harness import prepare_case_nodes
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
-from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
+from InteractiveAdaptLib.app.inline_executor import InlineExecutor
+from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import CaseStateError
 
 

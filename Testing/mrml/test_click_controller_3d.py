@@ -16,7 +16,8 @@ from controller_harness import ControllerHarness
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
-from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
+from InteractiveAdaptLib.app.inline_executor import InlineExecutor
+from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig
 from InteractiveAdaptLib.interaction import FillOptions, JobKind
 from InteractiveAdaptLib.mrml.contour_interpolation import contour_interpolation

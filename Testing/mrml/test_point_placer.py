@@ -13,7 +13,7 @@ from conftest import GEOMETRIES, add_volume, voxel_ras
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
-from InteractiveAdaptLib.app.worker import InlineExecutor
+from InteractiveAdaptLib.app.inline_executor import InlineExecutor
 from InteractiveAdaptLib.interaction import Click
 
 pytestmark = pytest.mark.slicer

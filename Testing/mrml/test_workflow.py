@@ -15,7 +15,8 @@ from controller_harness import prepare_case_nodes
 from threshold_session_double import ThresholdSessionDouble
 
 from InteractiveAdaptLib import mrml
-from InteractiveAdaptLib.app.worker import InlineExecutor, Worker
+from InteractiveAdaptLib.app.inline_executor import InlineExecutor
+from InteractiveAdaptLib.app.worker import Worker
 from InteractiveAdaptLib.errors import CaseStateError, ImageReadError, InteractiveAdaptError
 
 TARGET_KJI = (7, 11, 29)
@@ -223,7 +224,7 @@ def test_the_3d_switch_and_slice_range_reach_the_case_and_the_clicked_slices_are
     k_view = next(v for v, axis in mri_scene.spec.view_axis.items() if axis == 0)
     seed = tuple(np.array(TARGET_KJI)[list(mri_scene.spec.transpose)])  # (k, j, i) of this geometry
     assert w.panel().clicked_slices == [] and w.panel().clicked_slices_text == "Clicked slices: none yet."
-    w.set_fill(False, 0, 0)  # before any case: kept for the case that opens next
+    w.set_fill(False, -1, -1)  # before any case: kept for the case that opens next
     assert panel.status[-1].startswith("3D filling is off: a click segments its own slice")
     panel.click(seed, view=k_view)
     controller = w.cases.controller
@@ -324,3 +325,31 @@ def test_the_network_loads_on_the_worker_once_while_the_gui_goes_on(mri_scene):
         assert w.panel().versions == [("Shipped base model", 0)] and len(opened) == 1
     finally:
         worker.shutdown(timeout=10)
+
+
+@pytest.mark.parametrize("deleted", ["segmentation", "positive", "negative"])
+def test_deleting_the_segmentation_or_a_point_list_mid_case_ends_the_case_and_says_so(mri_scene, deleted):
+    """Deleting a node the case writes to (in the Data module, or by closing part of a scene) ends the
+    case without learning and tells the user; nothing is written into a node that left the scene."""
+    panel = Panel(mri_scene)
+    w = panel.open_structure("Target")
+    panel.click()
+    assert w.clicks == 1 and not panel.errors
+    session = panel.sessions[-1]
+    node = {"segmentation": w.segmentation, "positive": w.positive, "negative": w.negative}[deleted]
+    mri_scene.scene.RemoveNode(node)
+    assert w.clicks == 0 and w.cases.controller is None
+    assert session.finished and session.finished[-1][1] is False  # ended without learning
+    assert "deleted" in panel.status[-1] and "without learning" in panel.status[-1]
+    if deleted != "segmentation":  # the structure is still there: a new click starts a new case
+        panel.click()
+        assert w.clicks == 1 and not panel.errors
+
+
+def test_slice_zero_can_bound_the_filling(mri_scene):
+    panel = Panel(mri_scene)
+    w = panel.open_structure("Target")
+    w.set_fill(True, 0, 5)
+    assert w.slice_range == (0, 5)
+    w.set_fill(True, -1, -1)  # the spin boxes' "none"
+    assert w.slice_range == (None, None)

@@ -249,6 +249,19 @@ class DependencyGate:
         status = self.run.status
         return f"Installing Python packages (step {max(status.step, 1)} of {status.total})"
 
+    def installed(self) -> bool:
+        """True when every package the engine needs is installed at a version it accepts (PyTorch and
+        MONAI both: PyTorch from another extension is not enough). Asks nothing, installs nothing,
+        imports nothing (cheap enough for every panel refresh)."""
+        if self.ready:
+            return True
+        if self.run is not None or self.restart_needed:
+            return False
+        requirements = [TORCH, *read_requirements(self.requirements_path)]
+        if not all(is_distribution_installed(r.name) for r in requirements):
+            return False
+        return not outdated_requirements(requirements, installed_version)
+
     def ensure(self) -> bool:
         """True if the packages are usable; else asks once, starts the install and says why in `message`."""
         if self.ready:

@@ -19,6 +19,7 @@ import SimpleITK as sitk
 from InteractiveAdaptLib.errors import ImageReadError
 from InteractiveAdaptLib.io.dicom_geometry import apply_frame_geometry, check_parallel, stack_order
 from InteractiveAdaptLib.io.dicom_multiframe import frame_geometry
+from InteractiveAdaptLib.io.process_locale import kept_locale
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,13 @@ class _Header:
 
 @contextlib.contextmanager
 def _quiet_itk() -> Iterator[None]:
-    """Silence ITK's console warnings (e.g. 'No Series were found'); we report problems ourselves."""
+    """Silence ITK's console warnings (e.g. 'No Series were found'); we report problems ourselves. The
+    process keeps its locale (io/process_locale.py)."""
     shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)
     try:
-        yield
+        with kept_locale():
+            yield
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 

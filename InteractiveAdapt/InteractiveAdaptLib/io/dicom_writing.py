@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from InteractiveAdaptLib.io.process_locale import kept_locale
+
 log = logging.getLogger(__name__)
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -135,7 +137,8 @@ def write_dicom_series(image: sitk.Image, folder: str | Path, header: DicomSerie
             slice_image.SetMetaData(tag, value)
         path = folder / f"IM{k + 1:05d}.dcm"
         writer.SetFileName(str(path))
-        writer.Execute(slice_image)
+        with kept_locale():  # GDCM leaves the process in the "C" locale
+            writer.Execute(slice_image)
         paths.append(path)
     log.info("Wrote %d DICOM files to %s", len(paths), folder)
     return paths

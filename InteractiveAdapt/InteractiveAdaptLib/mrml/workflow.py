@@ -12,6 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import vtk
+from vtkmodules.util.misc import calldata_type
+
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
@@ -24,13 +27,14 @@ from InteractiveAdaptLib.mrml.segments import (
     segment_profile,
     segmentation_of,
 )
+from InteractiveAdaptLib.mrml.site_versions import SiteVersions
 from InteractiveAdaptLib.mrml.slice_views import show_volume
 from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name, volume_geometry
 
 Ask = Callable[[str], bool]
 
 
-class Workflow:
+class Workflow(SiteVersions):
     """The clinician's workflow on a scene: choose a patient, name structures, click, finish, roll back."""
 
     def __init__(
@@ -56,14 +60,22 @@ class Workflow:
         self.placer = PointPlacer()
         self.status = ""  # the newest status line
         self._preloading = False
+        scene.AddObserver(scene.NodeRemovedEvent, self._on_node_removed)
+        self._shown = False  # the patient's segmentation exists and the views show it
         self.fill_3d = True  # propagate each click's result beyond the clicked slices
         self.slice_range: tuple[int | None, int | None] = (None, None)  # K slices it stays within
 
     # ------------------------------------------------------------ patient
 
-    def set_volume(self, volume: Any) -> bool:
-        """Make `volume` the patient being segmented: its own segmentation (found or created, named after
-        it), shown in the views. False if the user kept the open case instead."""
+    def set_volume(self, volume: Any, show: bool = True) -> bool:
+        """Make `volume` the patient being segmented. With `show` (the user chose it) it gets its own
+        segmentation (found or created, named after it) and is shown in the views; without (only offered,
+        e.g. when the module opens) the scene is left as it is until a structure is added. False if the
+        user kept the open case instead.
+
+        Raises:
+            CaseStateError: the volume is not a scalar MRI volume (4D, colour, label map).
+        """
         if volume is self.volume:
             return True
         if volume is not None:
@@ -71,22 +83,32 @@ class Workflow:
         if not self._may_drop_clicks(f"open '{node_name(volume)}'" if volume is not None else "close it"):
             return False
         self._end_case()
-        self.volume, self.segmentation, self.segment_id = volume, None, ""
+        self.volume, self.segmentation, self.segment_id, self._shown = volume, None, "", False
         if volume is None:
             return True
-        self.segmentation = segmentation_of(self.scene, volume) or create_segmentation(self.scene, volume)
-        prepare_segmentation(self.segmentation, volume)
-        ids = self._segment_ids()
+        self.segmentation = segmentation_of(self.scene, volume)
+        if show:
+            self._show_patient()
+        ids = self._segment_ids() if self.segmentation is not None else []
         self.segment_id = ids[0] if ids else ""
-        show_volume(self.scene, volume)
         self._status(f"'{node_name(volume)}' is open. Add or choose the structure to segment.")
         return True
+
+    def _show_patient(self) -> None:
+        """The patient's own segmentation (created if missing) and the views turned to its image planes,
+        once per patient (a view the user reformats later stays as the user left it)."""
+        if self.segmentation is None:
+            self.segmentation = create_segmentation(self.scene, self.volume)
+        prepare_segmentation(self.segmentation, self.volume)
+        if not self._shown:
+            show_volume(self.scene, self.volume)
+            self._shown = True
 
     def restore(self, volume: Any, segment_id: str) -> None:
         """Take up a patient a saved scene remembers (its own segmentation, the structure being
         segmented); no case is open yet."""
         self._end_case()
-        self.volume = volume
+        self.volume, self._shown = volume, True  # the saved scene has its views as the user left them
         self.segmentation = segmentation_of(self.scene, volume) if volume is not None else None
         ids = self._segment_ids() if self.segmentation is not None else []
         self.segment_id = segment_id if segment_id in ids else (ids[0] if ids else "")
@@ -216,7 +238,7 @@ class Workflow:
         to the slices beyond it until the structure ends; off, a click fills only the slices between it
         and the clicked slices next to it. `first`/`last`: the slices (of the volume's K axis) the
         filling stays within; None or 0 (the panel's "none") sets no bound."""
-        first, last = (int(n) if n else None for n in (first, last))
+        first, last = (None if n is None or n < 0 else int(n) for n in (first, last))
         if first is not None and last is not None and first > last:
             raise CaseStateError(
                 f"The slice range {first} to {last} is empty. Choose a 'from' slice below the 'to' slice."
@@ -292,47 +314,6 @@ class Workflow:
             self.cases.controller.reset_case()
             self._status("Case reset: the clicked slices are back as they were.")
 
-    def rollback(self, version: int, on_done: Callable[[Any], None] | None = None) -> bool:
-        """Make `version` (0 = shipped model) current for this structure's profile only. False if the user
-        kept the open case."""
-        if not self.segment_id:
-            raise CaseStateError("Choose the structure whose learning to roll back.")
-        if not self._may_drop_clicks("roll back"):
-            return False
-        self._end_case()
-        profile, session = self.profile, self.session()
-        label = f"version {version}" if version else "the shipped model"
-
-        def done(result: Any) -> None:
-            if result.error is not None:
-                self._error(result.error, result.traceback)
-            elif result.cancelled:
-                self._status(f"Rollback cancelled: '{profile}' keeps its version.")
-            else:
-                self._status(f"'{profile}' rolled back to {label}.")
-            if on_done is not None:
-                on_done(result)
-
-        self.executor.submit(session.rollback, profile, int(version), kind=JobKind.ROLLBACK, on_done=done)
-        return True
-
-    def export_site(self, path: str) -> None:
-        """Write every profile and version of the site into one archive, on the worker."""
-
-        def done(result: Any) -> None:
-            if result.error is not None:
-                self._error(result.error, result.traceback)
-            else:
-                self._status("Export cancelled." if result.cancelled else f"Site exported to {path}.")
-
-        self.executor.submit(self.session().export_site, path, kind=JobKind.EXPORT, on_done=done)
-
-    def restart_profile_from_base(self) -> None:
-        """After the user agreed: the structure's profile, learned from another base model, starts again
-        from the shipped one (its old versions stay listed), and the case starts again."""
-        self.cases.restart_profile_from_base()
-        self._status("Learning starts again from the shipped model; its old versions stay listed.")
-
     def close(self) -> None:
         """The scene is closing: end the case without learning and forget its nodes."""
         self._end_case()
@@ -340,6 +321,31 @@ class Workflow:
         self.segment_id = ""
 
     # ------------------------------------------------------------ helpers
+
+    @calldata_type(vtk.VTK_OBJECT)
+    def _on_node_removed(self, scene: Any, event: Any, node: Any) -> None:
+        """A node the case works on left the scene (Data module, a partly closed scene): end the case
+        without learning, forget the node, and say so; nothing is written into a node out of the scene."""
+        kept = {
+            "volume": self.volume,
+            "segmentation": self.segmentation,
+            "positive": self.positive,
+            "negative": self.negative,
+        }
+        role = next((name for name, held in kept.items() if held is not None and held is node), None)
+        if role is None:
+            return
+        ended = self.clicks > 0
+        self._end_case()
+        if role == "volume":
+            self.volume = self.segmentation = None
+        if role in ("volume", "segmentation"):
+            self.segmentation, self.segment_id, self._shown = None, "", False
+        else:
+            self.positive = self.negative = None
+        if ended:
+            what = {"volume": "The MRI volume", "segmentation": "The segmentation"}.get(role, "A point list")
+            self._status(f"{what} of the open case was deleted: the case ended without learning.")
 
     def _status(self, text: str) -> None:
         self.status = text
@@ -369,8 +375,10 @@ class Workflow:
             self._error(error, traceback)
 
     def _require_volume(self) -> None:
-        if self.volume is None or self.segmentation is None:
+        """The patient is chosen; from here on the scene shows it (its segmentation, the views)."""
+        if self.volume is None:
             raise CaseStateError("Choose the MRI volume first (Inputs > Input volume).")
+        self._show_patient()
 
     def _segment_ids(self) -> list[str]:
         segmentation = self.segmentation.GetSegmentation()
