@@ -148,7 +148,7 @@ class InteractiveAdaptWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event):
-        self.workflow.close()
+        self.workflow.close_scene()  # asks before it drops a case's clicks
         self.setParameterNode(None)
 
     def takeUpScene(self, *args):

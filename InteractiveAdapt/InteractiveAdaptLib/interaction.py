@@ -19,6 +19,8 @@ from typing import Protocol
 import numpy as np
 
 SliceKey = tuple[int, int]  # (axis, index) of one slice
+ErrorCallback = Callable[[BaseException, str], None]  # (error, traceback text) to the panel
+StatusCallback = Callable[[str], None]  # a line of news for the status line
 Bounds = tuple[int | None, int | None]  # first and last slice of the K axis a filling stays within
 
 

@@ -311,3 +311,36 @@ def test_reset_keeps_the_case_open_and_finish_ends_it(thalamus):
         case.click(centre_click(truth, middle))
     with pytest.raises(CaseStateError, match="ended"):
         case.finish(None)
+
+
+def test_a_finish_whose_save_fails_keeps_the_case_and_a_retry_learns_it_once(thalamus, tmp_path):
+    """The version cannot be saved (here a file stands where the profile's folder goes): the case stays
+    open with its clicks, nothing is counted, and Finish again learns the case exactly once."""
+    from InteractiveAdaptLib.errors import SiteStoreError
+    from InteractiveAdaptLib.store.site_store import SiteStore
+
+    colin, truth = thalamus
+    base = load_base_model(find_base_model_dir())
+    middle = int(np.argmax(truth.reshape(truth.shape[0], -1).sum(axis=1)))
+    finished = {}
+    for name, blocked in (("reference", False), ("retried", True)):
+        store = SiteStore(tmp_path / name)
+        session = InteractiveSession(base, SessionConfig(), store, site="Hospital A")
+        case = session.open_case(
+            colin.image, colin.spacing_kji, "thalamus", contour_interpolation, normalized=True
+        )
+        for click in (centre_click(truth, middle), centre_click(truth, middle + 3)):
+            case.click(click)
+            case.learn_pending()
+        if blocked:
+            folder = store.profile("Hospital A", "thalamus").path
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            folder.write_text("not a folder")
+            with pytest.raises(SiteStoreError):
+                case.finish(case.mask)
+            assert case.open and len(case.clicks) == 2 and session.cases_learned == 0
+            folder.unlink()
+        summary = case.finish(case.mask)
+        assert summary.version == 1 and not case.open and session.cases_learned == 1
+        finished[name] = state(session)
+    assert all(torch.equal(x, y) for x, y in zip(finished["reference"], finished["retried"], strict=True))

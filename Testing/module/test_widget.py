@@ -298,7 +298,7 @@ def test_closing_stops_learning_at_once_and_reload_reads_the_library_afresh(tmp_
         started = time.monotonic()
         m.widget.cleanup()
         assert time.monotonic() - started < 3 and not m.widget.logic.worker.alive
-        assert list(Path(m.widget.logic.storeRoot).rglob("v*.pt")) == []  # nothing half-learned saved
+        assert list(Path(m.widget.logic.storeRoot).rglob("v??????.pt")) == []  # nothing half-learned saved
         workflow_class = type(m.widget.workflow)
         m.widget.onReload()
         assert not [k for k in sys.modules if k.startswith("InteractiveAdaptLib")]
@@ -309,3 +309,26 @@ def test_closing_stops_learning_at_once_and_reload_reads_the_library_afresh(tmp_
         for name in [k for k in sys.modules if k.startswith("InteractiveAdaptLib")]:
             del sys.modules[name]
         sys.modules.update(library)  # the other tests hold the library's classes
+
+
+@pytest.mark.parametrize("learn", [True, False])
+def test_closing_the_scene_asks_before_it_drops_a_case(tmp_path, learn):
+    from pathlib import Path
+
+    with Module(tmp_path) as m:
+        m.enter()
+        m.run(until=lambda: m.widget.workflow.session_ready)
+        _add_structure(m)
+        m.ui.positivePointButton.click()
+        red = m.views["axial"]
+        red.get_view_node().JumpSliceByOffsetting(*_ball_centre_ras(m))
+        red.render()
+        mouse_click(red, ras_to_view_xy(red, _ball_centre_ras(m)))
+        m.run(until=lambda: m.widget.workflow.clicks == 1 and not m.widget.logic.worker.busy)
+        m.slicer.dialogs.answers = [learn]
+        m.scene.Clear(0)
+        m.run(until=lambda: not m.widget.logic.worker.busy)
+        kind, question = m.slicer.dialogs.shown[-1]
+        assert kind == "yes/no" and "The scene is closing" in question and "1 click not finished" in question
+        saved = list(Path(m.widget.logic.storeRoot).rglob("v??????.pt"))  # weights, not optimiser files
+        assert len(saved) == (1 if learn else 0)

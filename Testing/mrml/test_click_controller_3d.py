@@ -255,3 +255,24 @@ def test_undo_keeps_what_the_user_painted_after_the_click(harness, mri_scene, bl
     mrml.write_block(h.seg, h.segment_id, h.geometry, 0, 0, after)
     assert h.controller.undo_last() and not h.errors
     np.testing.assert_array_equal(h.full(), after)
+
+
+def test_a_finish_that_fails_keeps_the_clicks_for_another_finish(harness, mri_scene):
+    from InteractiveAdaptLib.errors import SiteStoreError
+
+    h = harness()
+    h.click(SEED[mri_scene.spec.name])
+    finish, results = h.session.finish_case, []
+
+    def full_disk(*args, **kwargs):
+        h.session.finish_case = finish  # the next Finish works
+        raise SiteStoreError("The site folder is full. Free some space.")
+
+    h.session.finish_case = full_disk
+    h.controller.finish_case(learn=True, on_done=results.append)
+    assert isinstance(results[-1].error, SiteStoreError)
+    assert len(h.controller.records) == 1 and h.positive.GetNumberOfControlPoints() == 1
+    assert h.controller.started and not h.controller.finishing
+    h.controller.finish_case(learn=True, on_done=results.append)
+    assert results[-1].ok and results[-1].value.clicks == 1
+    assert h.controller.records == [] and h.positive.GetNumberOfControlPoints() == 0

@@ -13,6 +13,7 @@ import numpy as np
 
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.engine.memory import release_freed_memory
+from InteractiveAdaptLib.errors import InteractiveAdaptError
 from InteractiveAdaptLib.interaction import CaseSummary, SliceKey
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,13 @@ class CaseFinish:
         n_clicks = len(self._clicks)
         if not learn or self.config.adaptation.mi_scope == "case":
             self.adapter.restore(self._case_start)  # case-local MI (only PI persists) or no learning
-        guard_before = pre_pi = None
+        guard_before = None
+        # The weights before PI: the guard may go back to them, and so does a save that fails (the case
+        # stays open and a retry learns it once, not twice).
+        pre_pi = self.adapter.snapshot() if learn else None
+        rng_state = self.rng.bit_generator.state
         if learn and self.config.adaptation.post_interaction and self.guard is not None:
-            guard_before, pre_pi = self.guard.score(self.predictor), self.adapter.snapshot()
+            guard_before = self.guard.score(self.predictor)
         cancelled = False
         if learn and self.config.adaptation.post_interaction:
             for key, mask in masks.items():
@@ -99,7 +104,14 @@ class CaseFinish:
             self.cases_learned += 1
             self.clicks_learned += n_clicks
             self.save_warning = ""
-            version = self._save() if self.config.autosave else None
+            try:
+                version = self._save() if self.config.autosave else None
+            except InteractiveAdaptError:
+                self.cases_learned -= 1
+                self.clicks_learned -= n_clicks
+                self.adapter.restore(pre_pi)
+                self.rng.bit_generator.state = rng_state
+                raise
         self._volume = None
         self._reset_case_state()
         release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case

@@ -13,13 +13,9 @@ Positive clicks live in one markups point list and negative clicks in another; e
 colour (green / red) colours its points, so no per-point colouring is needed.
 """
 
+from InteractiveAdaptLib.interaction import ErrorCallback, StatusCallback
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
-from InteractiveAdaptLib.mrml.click_controller import (
-    ClickController,
-    ClickRecord,
-    ErrorCallback,
-    StatusCallback,
-)
+from InteractiveAdaptLib.mrml.click_controller import ClickController, ClickRecord
 from InteractiveAdaptLib.mrml.markups import (
     NEGATIVE_COLOR,
     POSITIVE_COLOR,

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from InteractiveAdaptLib.errors import CaseStateError
-from InteractiveAdaptLib.interaction import CaseSession, JobKind
-from InteractiveAdaptLib.mrml.click_controller import ClickController, ErrorCallback, StatusCallback
+from InteractiveAdaptLib.interaction import CaseSession, ErrorCallback, JobKind, StatusCallback
+from InteractiveAdaptLib.mrml.click_controller import ClickController
 from InteractiveAdaptLib.mrml.segments import (
     segment_profile,
 )

@@ -7,6 +7,7 @@ the slices each step changed are written into the segment in one block.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -27,10 +28,12 @@ from InteractiveAdaptLib.interaction import (
     Click,
     ClickTimes,
     EngineCase,
+    ErrorCallback,
     FillOptions,
     Interpolator,
     JobKind,
     Removal,
+    StatusCallback,
 )
 from InteractiveAdaptLib.mrml.click_record import ClickRecord
 from InteractiveAdaptLib.mrml.markups import style_click_node
@@ -45,10 +48,6 @@ from InteractiveAdaptLib.mrml.slice_views import (
 from InteractiveAdaptLib.mrml.volume import volume_array, volume_geometry
 
 log = logging.getLogger(__name__)
-
-
-ErrorCallback = Callable[[BaseException, str], None]
-StatusCallback = Callable[[str], None]
 
 
 class ClickController(slicer.util.VTKObservationMixin):
@@ -86,13 +85,9 @@ class ClickController(slicer.util.VTKObservationMixin):
         self._interpolate = interpolate  # None: ITK's contour interpolation (Slicer's Fill between slices)
         self._case: EngineCase | None = None  # the engine's case: touched on the worker only
         self._applied: list[ClickRecord] = []  # clicks whose blocks are in the segment, in order
-        self.session = session
-        self.executor = executor
-        self.volume_node = volume_node
-        self.segmentation_node = segmentation_node
-        self.segment_id = segment_id
-        self.positive_node = positive_node
-        self.negative_node = negative_node
+        self.session, self.executor, self.volume_node = session, executor, volume_node
+        self.segmentation_node, self.segment_id = segmentation_node, segment_id
+        self.positive_node, self.negative_node = positive_node, negative_node
         self.geometry = volume_geometry(volume_node)
         prepare_segmentation(segmentation_node, volume_node)
         segment_or_error(segmentation_node, segment_id)
@@ -106,6 +101,7 @@ class ClickController(slicer.util.VTKObservationMixin):
         )
         self.records: list[ClickRecord] = []
         self._started = False
+        self.finishing = False  # Finish case is learning: a new point waits for it
         self._muted = 0
         self.last_click: ClickTimes | None = None  # the newest click's wait (status and latency lines)
         for node, positive in ((positive_node, True), (negative_node, False)):
@@ -177,30 +173,39 @@ class ClickController(slicer.util.VTKObservationMixin):
     def finish_case(self, learn: bool = True, on_done: Callable[[Any], None] | None = None) -> None:
         """Accept the case: post-interaction learning on the segment as it is now (Segment Editor
         corrections included): the clicked slices, slices of the 3D result the engine picks, and slices
-        the user painted."""
+        the user painted. When learning fails (e.g. the version cannot be saved) the case stays as it
+        was, clicks included, so that Finish can be pressed again."""
         final = self.writer.read() if learn else None
-        expected = self.writer.stop()
-        self._clear_points()
-        self._started = False
+        expected = self.writer.expected
+
+        def done(result: Any) -> None:
+            self.finishing = False
+            if result.error is None or not learn:
+                self.writer.stop()
+                self._clear_points()
+                self._started = False
+            (on_done or self._on_simple)(result)
+
+        if not learn:  # closing: nothing to retry, the points go now
+            self.writer.stop()
+            self._clear_points()
+            self._started = False
+        self.finishing = learn
         self.executor.submit(
-            self._finish_case,
-            final,
-            expected,
-            learn,
-            owner=self,
-            kind=JobKind.FINISH if learn else JobKind.CLOSE,
-            on_done=on_done or self._on_simple,
-            pass_cancel_event=True,
-        )
+            self._finish_case, final, expected, learn, owner=self, kind=JobKind.FINISH if learn else JobKind.CLOSE,
+            on_done=done, pass_cancel_event=True,
+        )  # fmt: skip
 
     def _finish_case(
         self, final: np.ndarray | None, expected: np.ndarray | None, learn: bool, cancel_event: Any
     ) -> Any:
         """Worker thread: finish the case; the Cancel button stops its learning between steps."""
-        case, self._case = self._case, None
+        case = self._case
         if case is None or not case.open:
             return None
-        return case.finish(final, expected, learn=learn, should_stop=cancel_event.is_set)
+        summary = case.finish(final, expected, learn=learn, should_stop=cancel_event.is_set)
+        self._case = None  # ended (a failure above keeps it open for another Finish)
+        return summary
 
     def cleanup(self) -> None:
         """Stop observing the point lists."""
@@ -231,6 +236,10 @@ class ClickController(slicer.util.VTKObservationMixin):
     def _add_point(self, caller: Any, index: int) -> None:
         positive = caller is self.positive_node
         point_id = caller.GetNthControlPointID(index)
+        if self.finishing:
+            self._remove_point(caller, point_id)
+            self._on_status("The case is being finished; place the point again when it is done.")
+            return
         ras = caller.GetNthControlPointPositionWorld(index)
         try:
             axis = slice_axis(self._resolve(ras), self.geometry)
@@ -360,33 +369,32 @@ class ClickController(slicer.util.VTKObservationMixin):
         except InteractiveAdaptError as error:
             self._on_error(error, "")
         self.confirmed = list(removal.confirmed)
-        if removal.kind is Removal.REDONE:
-            n = len(removal.redone)
-            self._on_status(
-                f"Removed a click; the {n} later click{'s were' if n != 1 else ' was'} placed again "
-                f"({len(self.records)} left)."
-            )
-        else:
-            self._on_status(f"Undone a click ({len(self.records)} left).")
+        n, left = len(removal.redone), len(self.records)
+        redone = f"Removed a click; the {n} later click{'s were' if n != 1 else ' was'} placed again"
+        self._on_status(
+            f"{redone} ({left} left)." if removal.kind is Removal.REDONE else f"Undone a click ({left} left)."
+        )
 
     # ------------------------------------------------------------ helpers
 
-    def _remove_point(self, node: Any, point_id: str) -> None:
-        index = node.GetNthControlPointIndexByID(point_id)
-        if index >= 0:
-            self._muted += 1
-            try:
-                node.RemoveNthControlPoint(index)
-            finally:
-                self._muted -= 1
-
-    def _clear_points(self) -> None:
+    @contextlib.contextmanager
+    def _quiet(self):
+        """The controller's own changes to the point lists are no clicks."""
         self._muted += 1
         try:
-            for node in (self.positive_node, self.negative_node):
-                node.RemoveAllControlPoints()
+            yield
         finally:
             self._muted -= 1
+
+    def _remove_point(self, node: Any, point_id: str) -> None:
+        with self._quiet():
+            if (index := node.GetNthControlPointIndexByID(point_id)) >= 0:
+                node.RemoveNthControlPoint(index)
+
+    def _clear_points(self) -> None:
+        with self._quiet():
+            for node in (self.positive_node, self.negative_node):
+                node.RemoveAllControlPoints()
         self.records.clear()
         self._applied.clear()
         self.confirmed = []

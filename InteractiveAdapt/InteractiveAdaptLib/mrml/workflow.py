@@ -15,7 +15,7 @@ from typing import Any
 import vtk
 from vtkmodules.util.misc import calldata_type
 
-from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError, InvalidClickError
 from InteractiveAdaptLib.interaction import CaseSession, JobKind
 from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
@@ -294,7 +294,9 @@ class Workflow(SiteVersions):
             return
 
         def done(result: Any) -> None:
-            if result.error is not None:
+            if isinstance(result.error, InteractiveAdaptError):  # e.g. the version could not be saved
+                self._status(f"{result.error} The case is still open: press Finish case again.")
+            elif result.error is not None:
                 self._error(result.error, result.traceback)
             elif result.value is None or result.value.cancelled:  # the summary says what happened
                 self._status("Learning cancelled: the case ended without learning; the segment stays.")
@@ -313,6 +315,17 @@ class Workflow(SiteVersions):
         if self.cases.controller:
             self.cases.controller.reset_case()
             self._status("Case reset: the clicked slices are back as they were.")
+
+    def close_scene(self) -> None:
+        """The scene is closing: a case with clicks is learned first if the user says so, then ends."""
+        n, structure = self.clicks, self.structure_name or "the structure"
+        question = (
+            f"The scene is closing. The open case ({structure} on '{node_name(self.volume)}') has {n} "
+            f"click{'s' if n > 1 else ''} not finished. Learn from it before it closes? (No drops the clicks.)"
+        )
+        if n and self._ask(question):
+            self.finish(learn=True)  # the segment is read now, the learning runs on the worker
+        self.close()
 
     def close(self) -> None:
         """The scene is closing: end the case without learning and forget its nodes."""
