@@ -5,6 +5,7 @@ store, clear errors; and the 3D mask of a real structure with the shipped model.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -184,3 +185,16 @@ def test_segment_fills_the_structure_in_3d_between_and_beyond_the_clicked_slices
         for name, m in (("3d", mask), ("clicked slices", clicked_only))
     }
     assert dice["3d"] > dice["clicked slices"] + 0.25, dice  # far more of the structure, not leaking out
+
+
+def test_segment_refuses_an_atlas_given_as_the_mri(tiny_model, tmp_path, capsys):
+    """mricron's AAL atlas is a label map: segmenting it would teach the site nonsense."""
+    atlas = Path("/usr/share/mricron/templates/aal.nii.gz")
+    clicks = write_clicks(
+        tmp_path / "clicks.json", [{"voxel": [90, 108, 90], "plane": "K", "positive": True}]
+    )
+    code = cli.main(["segment", str(atlas), "--clicks", str(clicks), "--output", str(tmp_path / "m.nii.gz"),
+                     "--model", str(tiny_model.directory)])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "label" in err.lower() and "Traceback" not in err
+    assert not (tmp_path / "m.nii.gz").exists()

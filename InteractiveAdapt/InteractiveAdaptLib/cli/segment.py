@@ -25,6 +25,7 @@ import torch
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.errors import InvalidClickError
 from InteractiveAdaptLib.interaction import Click
+from InteractiveAdaptLib.io.volume_checks import check_not_label_map
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_volume
 from InteractiveAdaptLib.model.base_model import load_base_model
 from InteractiveAdaptLib.store.names import profile_name
@@ -77,6 +78,7 @@ def segment(
     along the K axis (propagation from both sides between clicked slices: no Slicer needed). Returns
     (voxels, saved version); learning takes the same slices as the module does."""
     volume = read_volume(image, series_uid=series_uid)
+    check_not_label_map(volume.array, f"'{Path(image).name}'", image)  # an atlas given as the MRI
     profile, clicks = parse_clicks(clicks_file)
     config = SessionConfig(autosave=learn, target_spacing_mm=working_spacing_mm)
     session = InteractiveSession(load_base_model(model_dir), config, store, site, user)
