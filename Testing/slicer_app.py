@@ -349,7 +349,8 @@ def _child_widgets(widget) -> types.SimpleNamespace:
     )
 
 
-def _load_ui(path: str):
+def load_ui(path: str):
+    """A .ui file loaded with QUiLoader and the stand-ins of the CTK/MRML widget classes it uses."""
     loader = QUiLoader()
     for cls in (ctkCollapsibleButton, qMRMLWidget, qMRMLNodeComboBox):
         loader.registerCustomWidget(cls)
@@ -392,7 +393,7 @@ def slicer_application(
     window = QtWidgets.QMainWindow() if views is not None else None
     dialogs = Dialogs()
     util_names = {
-        "loadUI": _load_ui,
+        "loadUI": load_ui,
         "childWidgetVariables": _child_widgets,
         "mainWindow": lambda: window,
         "resetSliceViews": lambda: None,

@@ -8,15 +8,14 @@ Shared fixtures live in conftest.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from dicom_samples import HEUDICONV_ENHANCED, PYDICOM_DATA
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_data_element
@@ -33,17 +32,6 @@ from InteractiveAdaptLib.errors import ImageReadError
 from InteractiveAdaptLib.io.dicom_multiframe import frame_geometry
 from InteractiveAdaptLib.io.volumes import read_volume
 
-SITE = Path(sysconfig.get_paths()["purelib"])
-PYDICOM_DATA = SITE / "data_store" / "data"  # PyPI pydicom-data
-_HEUDICONV_SPEC = importlib.util.find_spec("heudiconv")
-HEUDICONV_ENHANCED = (
-    Path(_HEUDICONV_SPEC.origin).parent
-    / "tests"
-    / "data"
-    / "MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.20.357.31204541.dcm"
-    if _HEUDICONV_SPEC is not None and _HEUDICONV_SPEC.origin
-    else SITE / "heudiconv" / "missing.dcm"
-)
 EMRI = "emri_small.dcm"  # enhanced MR, 10 frames of 64 x 64, no functional groups
 EMRI_VARIANTS = [
     EMRI,

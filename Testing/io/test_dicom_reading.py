@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+from dicom_samples import HEUDICONV, HEUDICONV_ENHANCED, PYDICOM_DATA, PYDICOM_TEST
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -36,16 +36,6 @@ from InteractiveAdaptLib.io.volumes import (
     write_volume,
 )
 
-SITE = Path(sysconfig.get_paths()["purelib"])
-PYDICOM_DATA = SITE / "data_store" / "data"  # PyPI pydicom-data
-PYDICOM_TEST = SITE / "pydicom" / "data" / "test_files"
-_HEUDICONV_SPEC = importlib.util.find_spec("heudiconv")
-HEUDICONV = (
-    Path(_HEUDICONV_SPEC.origin).parent / "tests" / "data"
-    if _HEUDICONV_SPEC is not None and _HEUDICONV_SPEC.origin
-    else SITE / "heudiconv" / "tests" / "data"
-)
-HEUDICONV_ENHANCED = HEUDICONV / "MRI_102TD_PHA_S.MR.Chen_Matthews_1.3.1.2022.11.16.15.50.20.357.31204541.dcm"
 HEUDICONV_MOSAIC = HEUDICONV / "axasc35.dcm"  # Siemens EPI, ImageType ORIGINAL\PRIMARY\M\ND\MOSAIC
 HEUDICONV_MOSAIC_DWI = HEUDICONV / "b0dwiForFmap"  # 3 Siemens diffusion mosaic files, 81 slices each
 HEUDICONV_FIELD_MAP = HEUDICONV / "01-fmap_acq-3mm"  # one Siemens image, not a mosaic
@@ -76,7 +66,7 @@ def small_copy(small_series: tuple[Volume, Path], tmp_path: Path) -> Path:
 @pytest.fixture
 def heudiconv_data(need: Callable[[Path], Path]) -> Path:
     """heudiconv's test data folder (real Siemens files), or skip when heudiconv is not installed."""
-    if _HEUDICONV_SPEC is None:
+    if importlib.util.find_spec("heudiconv") is None:
         pytest.skip(
             "heudiconv is not installed (scripts/setup.sh installs it): its test data holds the real mosaics"
         )

@@ -5,13 +5,13 @@ errors `read_volume` gives for RGB, 4D, missing and corrupt images. DICOM has it
 
 from __future__ import annotations
 
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from dicom_samples import PYDICOM_DATA
 
 from InteractiveAdaptLib.errors import ImageReadError
 from InteractiveAdaptLib.io.volumes import (
@@ -21,9 +21,6 @@ from InteractiveAdaptLib.io.volumes import (
     volume_to_sitk,
     write_volume,
 )
-
-SITE = Path(sysconfig.get_paths()["purelib"])
-PYDICOM_DATA = SITE / "data_store" / "data"  # PyPI pydicom-data
 
 # --- NIfTI and NRRD -------------------------------------------------------------------------------
 

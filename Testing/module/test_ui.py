@@ -10,15 +10,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("PySide6")
-from PySide6.QtCore import SIGNAL, Property, QFile, Signal, Slot  # noqa: E402
-from PySide6.QtUiTools import QUiLoader  # noqa: E402
+from PySide6.QtCore import SIGNAL  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QAbstractSpinBox,
     QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QGroupBox,
     QLabel,
     QLineEdit,
     QProgressBar,
@@ -26,6 +24,7 @@ from PySide6.QtWidgets import (  # noqa: E402
     QSpinBox,
     QWidget,
 )
+from slicer_app import ctkCollapsibleButton, load_ui, qMRMLNodeComboBox, qMRMLWidget  # noqa: E402
 
 from InteractiveAdaptLib.app import module_help  # noqa: E402
 from InteractiveAdaptLib.app import settings as prefs  # noqa: E402
@@ -43,70 +42,11 @@ SLICER_DEFAULT_KEYS = {
 }  # fmt: skip
 
 
-# ---------------------------------------------------------------- stand-ins for CTK / MRML widgets
-
-
-class ctkCollapsibleButton(QGroupBox):
-    def _collapsed(self):
-        return getattr(self, "_is_collapsed", False)
-
-    def _set_collapsed(self, value):
-        self._is_collapsed = bool(value)
-
-    text = Property(str, QGroupBox.title, QGroupBox.setTitle)
-    collapsed = Property(bool, _collapsed, _set_collapsed)
-
-
-def _flag(name: str, default: bool):
-    def get(self):
-        return getattr(self, f"_{name}", default)
-
-    def put(self, value):
-        setattr(self, f"_{name}", bool(value))
-
-    return Property(bool, get, put)
-
-
-class qMRMLWidget(QWidget):
-    mrmlSceneChanged = Signal("vtkMRMLScene*")
-
-    @Slot("vtkMRMLScene*")
-    def setMRMLScene(self, scene):
-        self.scene = scene
-
-
-class qMRMLNodeComboBox(QComboBox):
-    currentNodeChanged = Signal("vtkMRMLNode*")
-
-    def _types(self):
-        return getattr(self, "_node_types", [])
-
-    def _set_types(self, value):
-        self._node_types = list(value)
-
-    nodeTypes = Property("QStringList", _types, _set_types)
-    showChildNodeTypes = _flag("showChildNodeTypes", True)
-    addEnabled = _flag("addEnabled", True)
-    removeEnabled = _flag("removeEnabled", True)
-    renameEnabled = _flag("renameEnabled", False)
-    noneEnabled = _flag("noneEnabled", False)
-
-    @Slot("vtkMRMLScene*")
-    def setMRMLScene(self, scene):
-        self.scene = scene
-
-
 @pytest.fixture(scope="module")
 def ui():
+    """The .ui file loaded as Slicer's loadUI would, with the stand-ins of the CTK/MRML widget classes."""
     app = QApplication.instance() or QApplication([])
-    loader = QUiLoader()
-    for cls in (ctkCollapsibleButton, qMRMLWidget, qMRMLNodeComboBox):
-        loader.registerCustomWidget(cls)
-    f = QFile(str(UI_FILE))
-    assert f.open(QFile.ReadOnly)
-    widget = loader.load(f)
-    f.close()
-    assert widget is not None, loader.errorString()
+    widget = load_ui(str(UI_FILE))
     yield widget
     widget.deleteLater()
     assert app is not None

@@ -91,6 +91,16 @@ def _ball_centre_ras(m) -> np.ndarray:
     return volume_geometry(m.volume).kji_to_world(np.array([12.0, 24.0, 24.0]))
 
 
+def _click_the_ball(m) -> None:
+    """A real left click on the ball's centre in the Red view; back once its work is done."""
+    red = m.views["axial"]
+    red.get_view_node().JumpSliceByOffsetting(*_ball_centre_ras(m))
+    red.render()
+    clicks = m.widget.workflow.clicks
+    mouse_click(red, ras_to_view_xy(red, _ball_centre_ras(m)))
+    m.run(until=lambda: m.widget.workflow.clicks == clicks + 1 and not m.widget.logic.worker.busy)
+
+
 def _add_structure(m, name: str = "Ball") -> None:
     m.ui.newStructureComboBox.setCurrentText(name)
     m.ui.addStructureButton.click()
@@ -146,11 +156,7 @@ def test_the_worker_thread_never_calls_qt_or_slicer_util(tmp_path):
             m.run(until=lambda: m.widget.workflow.session_ready)
             _add_structure(m)
             m.ui.positivePointButton.click()
-            red = m.views["axial"]
-            red.get_view_node().JumpSliceByOffsetting(*_ball_centre_ras(m))
-            red.render()
-            mouse_click(red, ras_to_view_xy(red, _ball_centre_ras(m)))
-            m.run(until=lambda: m.widget.workflow.clicks == 1 and not m.widget.logic.worker.busy)
+            _click_the_ball(m)
             m.ui.finishCaseButton.click()
             m.run(until=lambda: not m.widget.logic.worker.busy)
             assert "Case finished" in m.ui.statusLabel.text()
@@ -289,11 +295,7 @@ def test_closing_stops_learning_at_once_and_reload_reads_the_library_afresh(tmp_
         m.run(until=lambda: m.widget.workflow.session_ready)
         _add_structure(m)
         m.ui.positivePointButton.click()
-        red = m.views["axial"]
-        red.get_view_node().JumpSliceByOffsetting(*_ball_centre_ras(m))
-        red.render()
-        mouse_click(red, ras_to_view_xy(red, _ball_centre_ras(m)))
-        m.run(until=lambda: m.widget.workflow.clicks == 1 and not m.widget.logic.worker.busy)
+        _click_the_ball(m)
         m.ui.finishCaseButton.click()  # Finish's learning is queued on the worker
         started = time.monotonic()
         m.widget.cleanup()
@@ -320,11 +322,7 @@ def test_closing_the_scene_asks_before_it_drops_a_case(tmp_path, learn):
         m.run(until=lambda: m.widget.workflow.session_ready)
         _add_structure(m)
         m.ui.positivePointButton.click()
-        red = m.views["axial"]
-        red.get_view_node().JumpSliceByOffsetting(*_ball_centre_ras(m))
-        red.render()
-        mouse_click(red, ras_to_view_xy(red, _ball_centre_ras(m)))
-        m.run(until=lambda: m.widget.workflow.clicks == 1 and not m.widget.logic.worker.busy)
+        _click_the_ball(m)
         m.slicer.dialogs.answers = [learn]
         m.scene.Clear(0)
         m.run(until=lambda: not m.widget.logic.worker.busy)

@@ -130,7 +130,7 @@ def run(
                             "click": n + 1,
                             "browser_ms": None if browser_ms < 0 else round(browser_ms, 1),
                             "server_slice_ms": server[0] if server else None,
-                            "slice_job_ms": next(jobs.get(JobKind.SLICE.name)),
+                            "slice_job_ms": jobs.get(JobKind.SLICE.name),
                             "fill_job_ms": jobs.get(JobKind.FILL.name),
                             "learn_job_ms": jobs.get(JobKind.LEARN.name),
                             "view_renders": len(renders),

@@ -297,6 +297,8 @@ class SlicePropagation:
 
     def fill(self, current: np.ndarray, options: FillOptions) -> list[Block]:
         """Fill around the newest click's slice: the slices that changed (none when nothing is pending)."""
+        if self._pending is None:
+            return []  # nothing to compare: a whole-volume copy costs ~10 ms on a head
         before = self.mask.copy()
         self.fill_pending()
         return self._changed(before, None)
