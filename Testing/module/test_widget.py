@@ -330,3 +330,37 @@ def test_closing_the_scene_asks_before_it_drops_a_case(tmp_path, learn):
         assert kind == "yes/no" and "The scene is closing" in question and "1 click not finished" in question
         saved = list(Path(m.widget.logic.storeRoot).rglob("v??????.pt"))  # weights, not optimiser files
         assert len(saved) == (1 if learn else 0)
+
+
+def test_a_scene_saved_with_an_open_case_opens_again_on_its_patient_and_structure(tmp_path):
+    """Save the scene (files written by the scene's own storage nodes) in the middle of a case, then open
+    it in a new Slicer: the module takes up that patient and that structure, not the first one."""
+    import slicer
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    with Module(tmp_path / "first") as m:
+        m.enter()
+        m.run(until=lambda: m.widget.workflow.session_ready)
+        _add_structure(m, "Left thing")
+        _add_structure(m, "Right thing")
+        m.ui.positivePointButton.click()
+        _click_the_ball(m)  # the case is open, unfinished
+        w = m.widget.workflow
+        for node, name in ((w.volume, "patient.nrrd"), (w.segmentation, "patient.seg.nrrd")):
+            node.AddDefaultStorageNode()
+            node.GetStorageNode().SetFileName(str(saved / name))
+            assert node.GetStorageNode().WriteData(node)
+        m.scene.SetRootDirectory(str(saved))
+        m.scene.SetURL(str(saved / "scene.mrml"))
+        assert m.scene.Commit()
+        right = w.segment_id
+    with Module(tmp_path / "second") as again:
+        again.scene.Clear(0)
+        again.scene.SetURL(str(saved / "scene.mrml"))
+        assert again.scene.Import()
+        again.enter()
+        w = again.widget.workflow
+        assert w.volume is not None and w.volume.GetName() == "Patient A"
+        assert w.segment_id == right and again.ui.structureComboBox.currentText() == "Right thing"
+        assert isinstance(w.segmentation, slicer.vtkMRMLSegmentationNode) and w.clicks == 0
