@@ -207,9 +207,11 @@ class _BenchmarkRun:
             before = len(controller.records)
             controller.last_click = None
             self._run_until(
-                lambda n=before: len(controller.records) > n
-                and controller.records[-1].applied
-                and controller.last_click is not None
+                lambda n=before: (
+                    len(controller.records) > n
+                    and controller.records[-1].applied
+                    and controller.last_click is not None
+                )
             )
             wait_ms = controller.last_click.slice_ms
             # The user looks at the structure once it is filled in 3D (the clicked slice comes first).
