@@ -1,7 +1,7 @@
 """Compare two runs of the latency benchmarks (bench-slicer-loop and bench-web, the JSON files they write),
 e.g. the code before and after a refactoring, measured one after the other on the same machine.
 
-    python scripts/compare_latency.py --before OLD_DIR --after NEW_DIR --output FILE.md
+    python scripts/compare_latency.py --before OLD_DIR --after NEW_DIR --output OUTPUT
 
 Each folder holds slicer_loop.json and/or web_latency.json as the benchmarks wrote them; the table gives
 each p95 and the change in per cent (a refactoring should stay within 10 %).

@@ -353,3 +353,23 @@ def test_slice_zero_can_bound_the_filling(mri_scene):
     assert w.slice_range == (0, 5)
     w.set_fill(True, -1, -1)  # the spin boxes' "none"
     assert w.slice_range == (None, None)
+
+
+def test_a_case_still_finishing_never_takes_the_next_case_s_points(mri_scene):
+    """Finish learns on the worker while the user goes on with another structure: the finished case's
+    clean-up removes its own points only, never the next case's (both use the same point lists)."""
+    worker = Worker()
+    try:
+        panel = Panel(mri_scene, executor=worker)
+        w = panel.open_structure("Target")
+        panel.click()
+        assert worker.drain(30) and w.clicks == 1
+        panel.sessions[-1].delay_s = 0.3  # Finish takes a while on the worker
+        w.finish(learn=True)
+        assert w.add_structure("Other") and panel.questions == []  # nothing to drop: it is being learned
+        panel.click()
+        assert worker.drain(30) and not panel.errors, panel.errors
+        assert w.clicks == 1 and w.positive.GetNumberOfControlPoints() == 1
+        assert any(learn for _, learn in panel.sessions[-1].finished)  # the first case was learned
+    finally:
+        worker.shutdown(timeout=10)

@@ -180,9 +180,11 @@ class ClickController(slicer.util.VTKObservationMixin):
 
         def done(result: Any) -> None:
             self.finishing = False
-            if result.error is None or not learn:
+            if learn and result.error is None:  # its own points only: the lists may hold a next case's
                 self.writer.stop()
-                self._clear_points()
+                for record in self.records:
+                    self._remove_point(record.node, record.point_id)
+                self._clear_points(every_point=False)
                 self._started = False
             (on_done or self._on_simple)(result)
 
@@ -336,8 +338,6 @@ class ClickController(slicer.util.VTKObservationMixin):
         if record in self._applied:
             self._applied.remove(record)
 
-    # ------------------------------------------------------------ removing clicks
-
     def _drop(self, record: ClickRecord) -> None:
         later = self.records[self.records.index(record) + 1 :]
         self.records.remove(record)
@@ -375,8 +375,6 @@ class ClickController(slicer.util.VTKObservationMixin):
             f"{redone} ({left} left)." if removal.kind is Removal.REDONE else f"Undone a click ({left} left)."
         )
 
-    # ------------------------------------------------------------ helpers
-
     @contextlib.contextmanager
     def _quiet(self):
         """The controller's own changes to the point lists are no clicks."""
@@ -391,9 +389,9 @@ class ClickController(slicer.util.VTKObservationMixin):
             if (index := node.GetNthControlPointIndexByID(point_id)) >= 0:
                 node.RemoveNthControlPoint(index)
 
-    def _clear_points(self) -> None:
+    def _clear_points(self, every_point: bool = True) -> None:
         with self._quiet():
-            for node in (self.positive_node, self.negative_node):
+            for node in (self.positive_node, self.negative_node) if every_point else ():
                 node.RemoveAllControlPoints()
         self.records.clear()
         self._applied.clear()

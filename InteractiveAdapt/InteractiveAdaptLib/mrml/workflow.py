@@ -9,11 +9,9 @@ short news through `on_status` (the status line), and unexpected failures throug
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
-
-import vtk
-from vtkmodules.util.misc import calldata_type
 
 from InteractiveAdaptLib.errors import CaseStateError, InteractiveAdaptError, InvalidClickError
 from InteractiveAdaptLib.interaction import CaseSession, JobKind
@@ -21,6 +19,7 @@ from InteractiveAdaptLib.mrml.case_manager import CaseManager, CaseNodes
 from InteractiveAdaptLib.mrml.markups import create_click_nodes
 from InteractiveAdaptLib.mrml.panel_state import PanelState, build_panel, fill_news
 from InteractiveAdaptLib.mrml.point_placer import PointPlacer
+from InteractiveAdaptLib.mrml.scene_events import SceneEvents, removed_node_observer
 from InteractiveAdaptLib.mrml.segments import (
     create_segmentation,
     prepare_segmentation,
@@ -34,7 +33,7 @@ from InteractiveAdaptLib.mrml.volume import check_scalar_volume, node_name, volu
 Ask = Callable[[str], bool]
 
 
-class Workflow(SiteVersions):
+class Workflow(SiteVersions, SceneEvents):
     """The clinician's workflow on a scene: choose a patient, name structures, click, finish, roll back."""
 
     def __init__(
@@ -60,7 +59,7 @@ class Workflow(SiteVersions):
         self.placer = PointPlacer()
         self.status = ""  # the newest status line
         self._preloading = False
-        scene.AddObserver(scene.NodeRemovedEvent, self._on_node_removed)
+        scene.AddObserver(scene.NodeRemovedEvent, removed_node_observer(weakref.ref(self)))
         self._shown = False  # the patient's segmentation exists and the views show it
         self.fill_3d = True  # propagate each click's result beyond the clicked slices
         self.slice_range: tuple[int | None, int | None] = (None, None)  # K slices it stays within
@@ -275,9 +274,9 @@ class Workflow(SiteVersions):
 
     @property
     def clicks(self) -> int:
-        """Clicks of the open case."""
+        """Clicks of the open case (none once Finish case is learning from them: nothing to drop)."""
         controller = self.cases.controller
-        return len(controller.records) if controller is not None else 0
+        return len(controller.records) if controller is not None and not controller.finishing else 0
 
     def undo(self) -> None:
         """Undo the newest click."""
@@ -316,49 +315,7 @@ class Workflow(SiteVersions):
             self.cases.controller.reset_case()
             self._status("Case reset: the clicked slices are back as they were.")
 
-    def close_scene(self) -> None:
-        """The scene is closing: a case with clicks is learned first if the user says so, then ends."""
-        n, structure = self.clicks, self.structure_name or "the structure"
-        question = (
-            f"The scene is closing. The open case ({structure} on '{node_name(self.volume)}') has {n} "
-            f"click{'s' if n > 1 else ''} not finished. Learn from it before it closes? (No drops the clicks.)"
-        )
-        if n and self._ask(question):
-            self.finish(learn=True)  # the segment is read now, the learning runs on the worker
-        self.close()
-
-    def close(self) -> None:
-        """The scene is closing: end the case without learning and forget its nodes."""
-        self._end_case()
-        self.volume = self.segmentation = self.positive = self.negative = None
-        self.segment_id = ""
-
     # ------------------------------------------------------------ helpers
-
-    @calldata_type(vtk.VTK_OBJECT)
-    def _on_node_removed(self, scene: Any, event: Any, node: Any) -> None:
-        """A node the case works on left the scene (Data module, a partly closed scene): end the case
-        without learning, forget the node, and say so; nothing is written into a node out of the scene."""
-        kept = {
-            "volume": self.volume,
-            "segmentation": self.segmentation,
-            "positive": self.positive,
-            "negative": self.negative,
-        }
-        role = next((name for name, held in kept.items() if held is not None and held is node), None)
-        if role is None:
-            return
-        ended = self.clicks > 0
-        self._end_case()
-        if role == "volume":
-            self.volume = self.segmentation = None
-        if role in ("volume", "segmentation"):
-            self.segmentation, self.segment_id, self._shown = None, "", False
-        else:
-            self.positive = self.negative = None
-        if ended:
-            what = {"volume": "The MRI volume", "segmentation": "The segmentation"}.get(role, "A point list")
-            self._status(f"{what} of the open case was deleted: the case ended without learning.")
 
     def _status(self, text: str) -> None:
         self.status = text
