@@ -101,6 +101,17 @@ def _click_the_ball(m) -> None:
     m.run(until=lambda: m.widget.workflow.clicks == clicks + 1 and not m.widget.logic.worker.busy)
 
 
+def _open_a_case(m, *structures: str) -> None:
+    """The module entered, the network loaded, the structures added (the last is segmented) and one
+    positive click on the ball: a case open with one click."""
+    m.enter()
+    m.run(until=lambda: m.widget.workflow.session_ready)
+    for name in structures or ("Ball",):
+        _add_structure(m, name)
+    m.ui.positivePointButton.click()
+    _click_the_ball(m)
+
+
 def _add_structure(m, name: str = "Ball") -> None:
     m.ui.newStructureComboBox.setCurrentText(name)
     m.ui.addStructureButton.click()
@@ -152,11 +163,7 @@ def test_the_worker_thread_never_calls_qt_or_slicer_util(tmp_path):
     threading.setprofile(watch)
     try:
         with Module(tmp_path) as m:
-            m.enter()
-            m.run(until=lambda: m.widget.workflow.session_ready)
-            _add_structure(m)
-            m.ui.positivePointButton.click()
-            _click_the_ball(m)
+            _open_a_case(m)
             m.ui.finishCaseButton.click()
             m.run(until=lambda: not m.widget.logic.worker.busy)
             assert "Case finished" in m.ui.statusLabel.text()
@@ -291,11 +298,7 @@ def test_closing_stops_learning_at_once_and_reload_reads_the_library_afresh(tmp_
     m = Module(tmp_path)
     m.__enter__()
     try:
-        m.enter()
-        m.run(until=lambda: m.widget.workflow.session_ready)
-        _add_structure(m)
-        m.ui.positivePointButton.click()
-        _click_the_ball(m)
+        _open_a_case(m)
         m.ui.finishCaseButton.click()  # Finish's learning is queued on the worker
         m.widget.cleanup()  # cancels the learning: the worker stops between its steps
         assert not m.widget.logic.worker.alive
@@ -317,11 +320,7 @@ def test_closing_the_scene_asks_before_it_drops_a_case(tmp_path, learn):
     from pathlib import Path
 
     with Module(tmp_path) as m:
-        m.enter()
-        m.run(until=lambda: m.widget.workflow.session_ready)
-        _add_structure(m)
-        m.ui.positivePointButton.click()
-        _click_the_ball(m)
+        _open_a_case(m)
         m.slicer.dialogs.answers = [learn]
         m.scene.Clear(0)
         m.run(until=lambda: not m.widget.logic.worker.busy)
@@ -339,12 +338,7 @@ def test_a_scene_saved_with_an_open_case_opens_again_on_its_patient_and_structur
     saved = tmp_path / "saved"
     saved.mkdir()
     with Module(tmp_path / "first") as m:
-        m.enter()
-        m.run(until=lambda: m.widget.workflow.session_ready)
-        _add_structure(m, "Left thing")
-        _add_structure(m, "Right thing")
-        m.ui.positivePointButton.click()
-        _click_the_ball(m)  # the case is open, unfinished
+        _open_a_case(m, "Left thing", "Right thing")  # the case is open, unfinished
         w = m.widget.workflow
         for node, name in ((w.volume, "patient.nrrd"), (w.segmentation, "patient.seg.nrrd")):
             node.AddDefaultStorageNode()
