@@ -15,12 +15,12 @@ from interactive_adapt_lab.evaluation import (
     volumetric_benchmark,
     web_latency_benchmark,
 )
-from interactive_adapt_lab.training import model_export, training, training_report
+from interactive_adapt_lab.training import model_export, training, training_report, volume_training
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric,
-    bench-propagation, bench-web, train, training-report,
+    bench-propagation, bench-web, train, train-volume, training-report,
     export-model and build-cache."""
     for module in (
         demo,
@@ -31,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         propagation_speed,
         web_latency_benchmark,
         training,
+        volume_training,
         training_report,
         model_export,
         datasets,

@@ -157,6 +157,11 @@ class Interpolator(Protocol):
         ...
 
 
+# A case network's own post-interaction learning: given the Cancel question (or None), it runs and
+# answers (steps applied, what it learned from: slices or crops, whether it was cancelled).
+PostInteraction = Callable[[Callable[[], bool] | None], tuple[int, int, bool]]
+
+
 class CaseNetwork(Protocol):
     """What a case needs of a network: the structure in 3D from the case's volume, every click of the
     case (from any view) and the 3D result now shown. A click is answered in two steps so that
@@ -181,6 +186,11 @@ class CaseNetwork(Protocol):
 
     def learning_slices(self, final: np.ndarray) -> dict[SliceKey, np.ndarray]:
         """What post-interaction learning takes from the accepted 3D result `final`, slice by slice."""
+        ...
+
+    def post_interaction(self, final: np.ndarray) -> PostInteraction | None:
+        """The network's own learning from the accepted 3D result `final` (the 3D network learns the
+        whole structure), or None: the session learns `learning_slices` slice by slice."""
         ...
 
 

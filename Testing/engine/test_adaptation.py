@@ -49,19 +49,19 @@ def mean_logit_loss(logits: torch.Tensor) -> torch.Tensor:
 
 def test_a_finite_step_changes_the_weights(adapter, prepared_slice):
     before = state(adapter)
-    applied, _ = adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
+    applied, _ = adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)
     assert applied and adapter.steps_applied == 1
     assert not same_state(before, state(adapter))
 
 
 def test_a_non_finite_gradient_leaves_weights_and_optimizer_untouched(adapter, prepared_slice):
-    adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)  # the optimiser has moments now
+    adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)  # the optimiser has moments now
     before = state(adapter)
 
     def nan_gradient(logits):  # finite loss (0), but d sqrt(x)/dx at 0 is infinite: 0 * inf = nan
         return (logits * 0).sqrt().sum()
 
-    applied, _ = adapter.guarded_update(prepared_slice, CLICKS, nan_gradient)
+    applied, _ = adapter.slice_update(prepared_slice, CLICKS, nan_gradient)
     assert not applied and adapter.steps_rejected == 1
     assert same_state(before, state(adapter))
     assert all(p.grad is None for p in adapter.network.parameters())
@@ -69,25 +69,25 @@ def test_a_non_finite_gradient_leaves_weights_and_optimizer_untouched(adapter, p
 
 @pytest.mark.parametrize("caller_snapshot", [False, True])
 def test_non_finite_weights_after_a_step_are_rolled_back(adapter, prepared_slice, caller_snapshot):
-    adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
+    adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)
     before = state(adapter)
     snapshot = adapter.snapshot() if caller_snapshot else None
     for group in adapter.optimizer.param_groups:
         group["lr"] = float("inf")  # a finite gradient, an infinite update
-    applied, _ = adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss, snapshot)
+    applied, _ = adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss, snapshot)
     assert not applied and adapter.steps_rejected == 1
     assert same_state(before, state(adapter))
 
 
 def test_snapshot_is_a_copy_that_restores_bit_for_bit(adapter, prepared_slice):
-    adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
+    adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)
     before, snapshot = state(adapter), adapter.snapshot()
     for _ in range(2):
-        adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
+        adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)
     assert not same_state(before, state(adapter))
     adapter.restore(snapshot)
     assert same_state(before, state(adapter))
-    adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)  # restoring twice works too
+    adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)  # restoring twice works too
     adapter.restore(snapshot)
     assert same_state(before, state(adapter))
 
@@ -107,7 +107,7 @@ def test_mid_interaction_labels_are_the_argmax_of_the_prediction(adapter, prepar
 
 
 def test_a_loaded_optimizer_state_keeps_this_sessions_lr(adapter, prepared_slice):
-    adapter.guarded_update(prepared_slice, CLICKS, mean_logit_loss)
+    adapter.slice_update(prepared_slice, CLICKS, mean_logit_loss)
     saved = adapter.optimizer.state_dict()
     other = OnlineAdapter(Predictor(build_network(TINY)), AdaptationConfig(lr=2e-5))
     other.load_optimizer_state(saved)

@@ -152,7 +152,7 @@ def _baseline_step(session: InteractiveSession, key: tuple[int, int], baseline: 
     prepared = session.prepared_slice(key)
     grid = prepared.to_grid(clicks)
     loss = _entropy_loss if baseline == "entropy-min" else _click_ce_loss(grid)
-    session.adapter.guarded_update(prepared, grid, loss)
+    session.adapter.slice_update(prepared, grid, loss)
 
 
 def noc(curve: np.ndarray, level: float) -> int:

@@ -113,22 +113,32 @@ class OnlineAdapter:
     ) -> tuple[bool, torch.Tensor]:
         """One guarded Adam step pulling f(I, grid_clicks) towards `labels` with DF + CCG on
         `loss_clicks`. Returns (applied, the logits before the step)."""
-        return self.guarded_update(
+        return self.slice_update(
             prepared, grid_clicks, lambda logits: self.loss(logits, labels[None], [loss_clicks]), before
         )
 
-    def guarded_update(
+    def slice_update(
         self,
         prepared: PreparedSlice,
         grid_clicks: list[ClickTuple],
         loss_of: Callable[[torch.Tensor], torch.Tensor],
         before: Snapshot | None = None,
     ) -> tuple[bool, torch.Tensor]:
-        """One Adam step on loss_of(f(I, grid_clicks)). A non-finite loss or gradient leaves weights
-        and optimiser untouched; non-finite weights after the step are rolled back to `before`
-        (a snapshot of the current state the caller already holds, else one is taken here)."""
+        """`guarded_update` of the 2D network on one slice with clicks on the network grid."""
+        return self.guarded_update(self.predictor.network_input(prepared, grid_clicks), loss_of, before)
+
+    def guarded_update(
+        self,
+        inputs: torch.Tensor,
+        loss_of: Callable[[torch.Tensor], torch.Tensor],
+        before: Snapshot | None = None,
+    ) -> tuple[bool, torch.Tensor]:
+        """One Adam step on loss_of(f(inputs)) (a 2D slice's or a 3D crop's network input). A non-finite
+        loss or gradient leaves weights and optimiser untouched; non-finite weights after the step are
+        rolled back to `before` (a snapshot of the current state the caller already holds, else one is
+        taken here)."""
         self.network.train()
-        logits = self.network(self.predictor.network_input(prepared, grid_clicks))
+        logits = self.network(inputs)
         loss = loss_of(logits)
         self.optimizer.zero_grad(set_to_none=True)
         if not torch.isfinite(loss):

@@ -217,10 +217,18 @@ class Case:
                 stays open).
         """
         self._require_open()
-        accepted = None
+        accepted, own = None, None
         if learn:
-            accepted = self.learning_slices(self.mask if final is None else final, expected) or None
-        return self.session.finish_case(accepted, learn=learn, should_stop=should_stop)
+            final = self.mask if final is None else np.asarray(final) > 0
+            if final.shape != self.mask.shape:
+                raise CaseStateError(
+                    f"The accepted mask has shape {final.shape}, the volume {self.mask.shape}. "
+                    "Accept the segment of this volume."
+                )
+            own = self.network.post_interaction(final)
+            if own is None:
+                accepted = self.learning_slices(final, expected) or None
+        return self.session.finish_case(accepted, learn=learn, should_stop=should_stop, post_interaction=own)
 
     def _update(self, click: Click | None, blocks: list[Block], started: float) -> CaseUpdate:
         """Write the network's blocks into the shown result; the update the front end writes."""

@@ -14,7 +14,7 @@ import numpy as np
 from InteractiveAdaptLib.engine.click_simulation import deepest_point
 from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.errors import InteractiveAdaptError
-from InteractiveAdaptLib.interaction import CaseSummary, SliceKey
+from InteractiveAdaptLib.interaction import CaseSummary, PostInteraction, SliceKey
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class CaseFinish:
         accepted: dict[SliceKey, np.ndarray] | None = None,
         learn: bool = True,
         should_stop: Callable[[], bool] | None = None,
+        post_interaction: PostInteraction | None = None,
     ) -> CaseSummary:
         """Accept the case: PI on every edited slice with the accepted masks, then save the site version.
 
@@ -40,6 +41,8 @@ class CaseFinish:
             learn: False closes the case without learning: its MI steps are undone, nothing is saved.
             should_stop: asked between post-interaction steps (the GUI's Cancel); once it answers True
                 the case ends as with learn=False and the summary says it was cancelled.
+            post_interaction: the case network's own PI (the 3D network learns from the accepted 3D
+                mask), used instead of the slice-by-slice PI on `accepted`.
 
         Returns:
             What was learned, and the version saved (None when nothing was saved).
@@ -70,20 +73,8 @@ class CaseFinish:
             guard_before = self.guard.score(self.predictor)
         cancelled = False
         if learn and self.config.adaptation.post_interaction:
-            for key, mask in masks.items():
-                if should_stop is not None and should_stop():
-                    cancelled = True
-                    break
-                mask = np.asarray(mask).astype(bool)
-                first = self._first_click(key, mask)
-                if first is None:
-                    continue
-                prepared = self.prepared_slice(key)
-                labels = prepared.labels_to_grid(mask)
-                steps += self.adapter.post_interaction(
-                    prepared, prepared.to_grid([first])[0], labels, self.rng
-                )
-                slices += 1
+            learner = post_interaction or (lambda stop: self.learn_slices(masks, stop))
+            steps, slices, cancelled = learner(should_stop)
         if cancelled or (learn and should_stop is not None and should_stop()):
             self.adapter.restore(self._case_start)  # as if closed without learning
             learn, cancelled, steps, slices = False, True, 0, 0
@@ -117,6 +108,25 @@ class CaseFinish:
         release_freed_memory()  # what the case freed; the recycled undo snapshots stay for the next case
         warning = self.save_warning if version is not None else ""
         return CaseSummary(slices, n_clicks, steps, learn_ms, version, reverted, cancelled, warning)
+
+    def learn_slices(
+        self, masks: dict[SliceKey, np.ndarray], should_stop: Callable[[], bool] | None
+    ) -> tuple[int, int, bool]:
+        """PI slice by slice (the 2D network) on the accepted masks: (steps applied, slices learned,
+        cancelled)."""
+        steps = slices = 0
+        for key, mask in masks.items():
+            if should_stop is not None and should_stop():
+                return steps, slices, True
+            mask = np.asarray(mask).astype(bool)
+            first = self._first_click(key, mask)
+            if first is None:
+                continue
+            prepared = self.prepared_slice(key)
+            labels = prepared.labels_to_grid(mask)
+            steps += self.adapter.post_interaction(prepared, prepared.to_grid([first])[0], labels, self.rng)
+            slices += 1
+        return steps, slices, False
 
     def _first_click(self, key: SliceKey, mask: np.ndarray) -> tuple[float, float, bool] | None:
         """PI stage 1's click: the slice's first positive click (the paper's first click is always

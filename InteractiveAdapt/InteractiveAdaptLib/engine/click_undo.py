@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
+import torch
 
 from InteractiveAdaptLib.engine.adaptation import Snapshot
 from InteractiveAdaptLib.errors import CaseStateError
@@ -18,30 +20,45 @@ from InteractiveAdaptLib.interaction import Click, SliceKey, SlicePrediction
 log = logging.getLogger(__name__)
 
 
-@dataclass
+class LearningStep(Protocol):
+    """One mid-interaction step of the open case: enough to run it, and to run it again from the same
+    weights with the same result (an undo past the kept snapshots replays the case's steps)."""
+
+    def run(self, session, before: Snapshot) -> bool:
+        """Apply the step to the session's network (`before`: the weights before it, for a rollback).
+        Returns whether it was applied."""
+        ...
+
+
+@dataclass(eq=False)
 class MIStep:
-    """One mid-interaction step of the open case: enough to run it again from the weights before it."""
+    """The 2D network's step: pull f(I, previous) on one slice towards the prediction with `newest`."""
 
     key: SliceKey
     previous: list[tuple[float, float, bool]]  # the slice's clicks before the newest one
     newest: tuple[float, float, bool]
+    logits: torch.Tensor | None = None  # the prediction learned from (None: made again with the weights now)
+
+    def run(self, session, before: Snapshot) -> bool:
+        prepared = session.prepared_slice(self.key)
+        logits = self.logits
+        if logits is None:  # a replay: the prediction as the weights before the step made it
+            logits = session.predictor.logits(prepared, self.previous + [self.newest])
+        self.logits = None  # not kept: a replay makes it again
+        grid = prepared.to_grid(self.previous + [self.newest])
+        return session.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, before)
 
 
 @dataclass
 class UndoEntry:
     click: Click
-    previous_mask: np.ndarray | None  # the slice's prediction before this click
+    previous_mask: np.ndarray | None  # the slice's prediction before this click (2D network)
     weights: Snapshot | None = None  # taken right before this click's MI step (dropped past undo_depth)
-    step: MIStep | None = None  # this click's MI step, once it ran
+    step: LearningStep | None = None  # this click's MI step, once it ran
 
 
 class ClickUndo:
     """Undo of the newest click for an InteractiveSession (a mixin: the session holds the state)."""
-
-    def _run_step(self, step: MIStep, logits, before: Snapshot) -> bool:
-        prepared = self.prepared_slice(step.key)
-        grid = prepared.to_grid(step.previous + [step.newest])
-        return self.adapter.mid_interaction(prepared, grid[:-1], grid[-1], logits, before)
 
     def _replay_steps(self) -> None:
         """The weights as the case's remaining MI steps made them, computed again from the case start:
@@ -50,10 +67,8 @@ class ClickUndo:
         self.adapter.restore(self._case_start)
         before = self._spare_snapshots.pop() if self._spare_snapshots else None
         for step in self._steps:
-            # The prediction each step learns from, made with the weights it was made with then.
-            logits = self.predictor.logits(self.prepared_slice(step.key), step.previous + [step.newest])
             before = self.adapter.snapshot(before)
-            self._run_step(step, logits, before)
+            step.run(self, before)
         if before is not None:
             self._spare_snapshots.append(before)
         log.info("Undo went past the kept snapshots: replayed %d steps from the case start", len(self._steps))
@@ -90,7 +105,10 @@ class ClickUndo:
         self._pending = None
         self._clicks.pop()
         if entry.step is not None:
-            self._steps.remove(entry.step)  # the newest step: later clicks are undone already
+            # The newest step (later clicks are undone already), found by identity: two steps may be equal.
+            self._steps.pop(
+                next(n for n in range(len(self._steps) - 1, -1, -1) if self._steps[n] is entry.step)
+            )
             if entry.weights is not None:
                 self.adapter.restore(entry.weights)
                 self._recycle([entry])

@@ -33,41 +33,49 @@ class DFLoss(torch.nn.Module):
 
 
 def ccg_weight_map(
-    clicks: list[tuple[float, float, bool]],
+    clicks: list[tuple],
     labels: torch.Tensor,
     sigma: float = CCG_SIGMA_PX,
 ) -> torch.Tensor:
-    """(H, W) weights: for each click a Gaussian window (cut at +-3 sigma) over the pixels whose label
-    equals the click's class (1 for a positive click, 0 for a negative one), summed over clicks."""
-    h, w = labels.shape
-    rows = torch.arange(h, device=labels.device, dtype=torch.float32)[:, None]
-    cols = torch.arange(w, device=labels.device, dtype=torch.float32)[None, :]
-    weights = torch.zeros(h, w, device=labels.device)
+    """Weights of the shape of `labels` (2D or 3D): for each click, (row, col, positive) or (k, j, i,
+    positive), a Gaussian window (cut at +-3 sigma) over the pixels whose label equals the click's class
+    (1 for a positive click, 0 for a negative one), summed over clicks."""
+    grids = [
+        torch.arange(n, device=labels.device, dtype=torch.float32).reshape(
+            [n if a == d else 1 for a in range(labels.ndim)]
+        )
+        for d, n in enumerate(labels.shape)
+    ]
+    weights = torch.zeros(labels.shape, device=labels.device)
     half = CCG_WINDOW_SIGMAS * sigma
-    for row, col, positive in clicks:
-        dr, dc = rows - row, cols - col
-        window = (dr.abs() <= half) & (dc.abs() <= half)
+    for *point, positive in clicks:
+        offsets = [grid - float(p) for grid, p in zip(grids, point, strict=True)]
+        window = torch.ones((), dtype=torch.bool, device=labels.device)
+        squared = torch.zeros((), device=labels.device)
+        for offset in offsets:
+            window = window & (offset.abs() <= half)
+            squared = squared + offset**2
         same_class = labels == (1 if positive else 0)
-        gauss = torch.exp(-(dr**2 + dc**2) / (2 * sigma**2))
-        weights += gauss * window * same_class
+        weights += torch.exp(-squared / (2 * sigma**2)) * window * same_class
     return weights
 
 
 def ccg_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
-    clicks: list[list[tuple[float, float, bool]]],
+    clicks: list[list[tuple]],
     sigma: float = CCG_SIGMA_PX,
     reference_pixels: int | None = None,
 ) -> torch.Tensor:
     """Click-Centered Gaussian loss: cross-entropy weighted by `ccg_weight_map`.
 
-    logits (B, 2, H, W), labels (B, H, W), clicks[b] = [(row, col, positive), ...]. With
+    logits (B, 2, H, W), labels (B, H, W), clicks[b] = [(row, col, positive), ...] (or one more
+    dimension: (B, 2, D, H, W), (k, j, i, positive)). With
     `reference_pixels` None the weighted sum is averaged over all pixels of the batch (pre-training:
     every crop has the same size); with a number it is divided by that many pixels per image, so that
     one CCG weight pulls a click's neighbourhood equally hard on a slice of any size.
     """
-    ce = F.cross_entropy(logits, labels.long(), reduction="none")  # (B, H, W)
+    ce = F.cross_entropy(logits, labels.long(), reduction="none")  # (B, *spatial)
     weights = torch.stack([ccg_weight_map(c, labels[b], sigma) for b, c in enumerate(clicks)])
     if reference_pixels is None:
         return (weights * ce).mean()

@@ -16,13 +16,15 @@ import numpy as np
 from InteractiveAdaptLib.engine.adaptation import AdaptationConfig, OnlineAdapter, Snapshot
 from InteractiveAdaptLib.engine.case import Case
 from InteractiveAdaptLib.engine.case_finish import CaseFinish
-from InteractiveAdaptLib.engine.click_undo import ClickUndo, MIStep, UndoEntry
+from InteractiveAdaptLib.engine.click_undo import ClickUndo, LearningStep, MIStep, UndoEntry
 from InteractiveAdaptLib.engine.forgetting_guard import GUARD_FILE, ForgettingGuard
 from InteractiveAdaptLib.engine.memory import release_freed_memory
 from InteractiveAdaptLib.engine.normalization import normalize_intensity
 from InteractiveAdaptLib.engine.predictor import Predictor, PreparedSlice
 from InteractiveAdaptLib.engine.profiles import SessionProfiles
 from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig, SlicePropagation
+from InteractiveAdaptLib.engine.volume_network import VolumeNetwork
+from InteractiveAdaptLib.engine.volume_predictor import VolumePredictor
 from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
 from InteractiveAdaptLib.geometry import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.interaction import Click, Interpolator, SliceKey, SlicePrediction
@@ -67,6 +69,10 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         self.store, self.site, self.user = store, site, user
         self.network = base.network.to(self.config.device)
         self.predictor = Predictor(self.network, self.config.target_spacing_mm, device=self.config.device)
+        # A 3D base model sees whole structures (engine/volume_network.py); a 2D one, slices.
+        self.volume_predictor: VolumePredictor | None = None
+        if self.network.config.spatial_dims == 3:
+            self.volume_predictor = VolumePredictor(self.network, device=self.config.device)
         self.adapter = OnlineAdapter(self.predictor, self.config.adaptation)
         self.guard: ForgettingGuard | None = None
         if self.config.forgetting_guard:
@@ -95,8 +101,8 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         self._hints: dict[SliceKey, list[tuple[float, float, bool]]] = {}
         self._prepared: dict[SliceKey, PreparedSlice] = {}
         self._undo: deque[UndoEntry] = deque()
-        self._steps: list[MIStep] = []  # the MI steps the weights hold now, in order (for replay)
-        self._pending: tuple | None = None
+        self._steps: list[LearningStep] = []  # the MI steps the weights hold now, in order (for replay)
+        self._pending: LearningStep | None = None
         self._case_start: Snapshot | None = None
 
     def start_case(
@@ -152,14 +158,20 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         """Start a case (as `start_case`) and return the object that owns it from its first click to
         its finish: every front end drives the case through it.
 
+        A 3D base model answers every click with the whole structure (engine/volume_network.py); a 2D
+        one predicts the clicked slices and fills the structure between and beyond them
+        (engine/slice_propagation.py).
+
         Args:
-            interpolate: fills the slices between clicked slices (None: propagation from both sides).
-            propagation: how a slice's result travels to the next slices (None: the product's).
+            interpolate: (2D) fills the slices between clicked slices (None: propagation from both sides).
+            propagation: (2D) how a slice's result travels to the next slices (None: the product's).
 
         Raises:
             As `start_case`.
         """
         self.start_case(volume, spacing_kji, profile, normalized=normalized)
+        if self.volume_predictor is not None:
+            return Case(self, lambda: VolumeNetwork(self))
         return Case(self, lambda: SlicePropagation(self, 0, interpolate, propagation))
 
     def _require_case(self) -> None:
@@ -279,7 +291,7 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
             previous_clicks or self.config.adaptation.mi_after_first_click
         )
         if mi:
-            self._pending = (key, previous_clicks, (click.row, click.col, click.positive), logits)
+            self._pending = MIStep(key, previous_clicks, (click.row, click.col, click.positive), logits)
         return SlicePrediction(click.axis, click.index, mask, (time.perf_counter() - started) * 1000)
 
     def learn_pending(self) -> bool:
@@ -291,15 +303,35 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         """
         if self._pending is None:
             return False
-        key, previous, newest, logits = self._pending
-        self._pending = None
+        step, self._pending = self._pending, None
         entry = self._undo[-1]
         entry.weights = self.adapter.snapshot(self._spare_snapshots.pop() if self._spare_snapshots else None)
-        entry.step = MIStep(key, previous, newest)
-        self._steps.append(entry.step)
+        entry.step = step
+        self._steps.append(step)
         self._trim_undo()
         # The undo snapshot doubles as the step's rollback point (one copy of the weights per click).
-        return self._run_step(entry.step, logits, entry.weights)
+        return step.run(self, entry.weights)
+
+    def record_click(self, click: Click) -> None:
+        """Record a click whose result a case network makes itself (the 3D network): the previous
+        click's MI step runs first, then the click joins the case's clicks and their undo; its own MI
+        step is handed over with `set_pending_step` once its result is known.
+
+        Raises:
+            CaseStateError: no case is open.
+            InvalidClickError: the click's axis is not 0, 1 or 2, or its slice or point is outside the
+                image.
+        """
+        self._require_case()
+        self._validate(click)
+        self.learn_pending()
+        self._undo.append(UndoEntry(click, None))
+        self._clicks.append(click)
+
+    def set_pending_step(self, step: LearningStep) -> None:
+        """The newest click's MI step (made by its case network), run by `learn_pending` (if MI is on)."""
+        if self.config.adaptation.mid_interaction:
+            self._pending = step
 
     def prediction(self, axis: int, index: int) -> np.ndarray | None:
         """The mask now shown on one slice of the open case.

@@ -313,6 +313,10 @@ class SlicePropagation:
         """The slices post-interaction learning takes from `final` (see `accepted_slices`)."""
         return self.accepted_slices(final)
 
+    def post_interaction(self, final: np.ndarray) -> None:
+        """None: the session learns `learning_slices` slice by slice."""
+        return None
+
     def _changed(self, before: np.ndarray, include: int | None) -> list[Block]:
         """The slices of the propagation axis that differ from `before` (and slice `include` whatever it
         holds), as one block. The whole axis is compared (a few ms), so that nothing the adapter changed

@@ -1,4 +1,5 @@
-"""The click-conditioned 2D U-Net: input = image + positive and negative guidance maps, 2-class logits."""
+"""The click-conditioned U-Nets: 2D (image + positive and negative guidance maps, the paper's network) or
+3D (image + positive and negative click balls + the current 3D result, the product's); 2-class logits."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import torch.nn.functional as F
 from monai.networks.layers import Norm
 from monai.networks.nets import UNet
 
-IN_CHANNELS = 3  # image, positive guidance, negative guidance
+IN_CHANNELS = 3  # 2D: image, positive guidance, negative guidance
+VOLUME_IN_CHANNELS = 4  # 3D: image, positive balls, negative balls, the current result
 OUT_CHANNELS = 2  # background, target
 
 
@@ -22,6 +24,8 @@ class NetworkConfig:
     num_res_units: int
     dropout: float = 0.0
     strides: tuple[int, ...] = field(default=())
+    spatial_dims: int = 2
+    in_channels: int = IN_CHANNELS
 
     def __post_init__(self) -> None:
         if not self.strides:
@@ -46,6 +50,8 @@ class NetworkConfig:
             num_res_units=int(data["num_res_units"]),
             dropout=float(data.get("dropout", 0.0)),
             strides=tuple(data.get("strides", ())),
+            spatial_dims=int(data.get("spatial_dims", 2)),
+            in_channels=int(data.get("in_channels", IN_CHANNELS)),
         )
 
 
@@ -58,18 +64,34 @@ CONFIGS = {
     # The paper's 5-level 12/72/144/288/576 network; two residual units per level gives 8.1M
     # parameters, the closest MONAI U-Net to the paper's 9.8M.
     "paper": NetworkConfig(name="paper", channels=(12, 72, 144, 288, 576), num_res_units=2),
+    # The product's 3D network on a 64^3 crop (engine/volume_predictor.py); 0.6 M parameters.
+    "volume": NetworkConfig(
+        name="volume",
+        channels=(16, 32, 64, 128),
+        num_res_units=0,
+        spatial_dims=3,
+        in_channels=VOLUME_IN_CHANNELS,
+    ),
+    # A quarter of its compute (0.15 M): the size ablation of the 3D design.
+    "volume-small": NetworkConfig(
+        name="volume-small",
+        channels=(8, 16, 32, 64),
+        num_res_units=0,
+        spatial_dims=3,
+        in_channels=VOLUME_IN_CHANNELS,
+    ),
 }
 
 
 class ClickUNet(torch.nn.Module):
-    """MONAI U-Net that accepts any slice size: pads to the stride multiple and crops back."""
+    """MONAI U-Net that accepts any image size: pads to the stride multiple and crops back."""
 
     def __init__(self, config: NetworkConfig):
         super().__init__()
         self.config = config
         self.unet = UNet(
-            spatial_dims=2,
-            in_channels=IN_CHANNELS,
+            spatial_dims=config.spatial_dims,
+            in_channels=config.in_channels,
             out_channels=OUT_CHANNELS,
             channels=config.channels,
             strides=config.strides,
@@ -79,18 +101,18 @@ class ClickUNet(torch.nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2:]
+        sizes = x.shape[2:]
         m = self.config.size_multiple
-        ph, pw = (-h) % m, (-w) % m
-        if h + ph == m and w + pw == m:
-            pw += m  # instance norm needs more than one pixel at the bottom of the U
-        if ph or pw:
+        pads = [(-n) % m for n in sizes]
+        if all(n + p == m for n, p in zip(sizes, pads, strict=True)):
+            pads[-1] += m  # instance norm needs more than one voxel at the bottom of the U
+        if any(pads):
             # Reflect keeps instance-norm statistics close to the unpadded image.
-            mode = "reflect" if ph < h and pw < w else "replicate"
-            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2), mode=mode)
+            mode = "reflect" if all(p < n for n, p in zip(sizes, pads, strict=True)) else "replicate"
+            x = F.pad(x, [v for p in reversed(pads) for v in (p // 2, p - p // 2)], mode=mode)
         y = self.unet(x)
-        if ph or pw:
-            y = y[..., ph // 2 : ph // 2 + h, pw // 2 : pw // 2 + w]
+        if any(pads):
+            y = y[(..., *(slice(p // 2, p // 2 + n) for n, p in zip(sizes, pads, strict=True)))]
         return y
 
 
