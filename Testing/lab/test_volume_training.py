@@ -12,6 +12,7 @@ import torch
 from interactive_adapt_lab.data.cases import aal_pair_split
 from interactive_adapt_lab.data.datasets import aal_pair
 from interactive_adapt_lab.training.volume_augment import spatial
+from interactive_adapt_lab.training.volume_export import export_volume_model
 from interactive_adapt_lab.training.volume_training import (
     CHECKPOINT,
     LOG,
@@ -22,6 +23,7 @@ from interactive_adapt_lab.training.volume_training import (
     training_sample,
 )
 from InteractiveAdaptLib.model import network
+from InteractiveAdaptLib.model.base_model import load_base_model
 from InteractiveAdaptLib.model.checkpoint import load_state
 from InteractiveAdaptLib.model.network import VOLUME_IN_CHANNELS, NetworkConfig
 
@@ -86,3 +88,20 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tiny_3d, engine_cache_dir, tm
         assert torch.equal(value, resumed["model"][name]), name
     last = json.loads((tmp_path / "straight" / LOG).read_text().splitlines()[-1])
     assert last["step"] == 2 and set(last["val"]) == {"colin27", "mni152"}
+
+
+@pytest.mark.slow
+def test_an_exported_run_loads_as_a_3d_base_model_and_training_goes_on_from_it(
+    tiny_3d, engine_cache_dir, tmp_path
+):
+    train_volume(config(), tmp_path / "run", cache_dir=engine_cache_dir)
+    folder = export_volume_model(tmp_path / "run", tmp_path / "models", "tiny-volume")
+    base = load_base_model(folder)
+    assert base.network.config.spatial_dims == 3
+    assert base.card["training"]["steps_trained"] == 2 and base.card["seed"] == 0
+    assert "train-volume --output" in base.card["training_command"]
+    card = (folder / "README.md").read_text()
+    assert base.sha256 in card and "Validation" in card
+    assert (folder / "training_log.jsonl").is_file()
+    train_volume(config(steps=3), tmp_path / "more", init=folder, cache_dir=engine_cache_dir)
+    assert load_state(tmp_path / "more" / CHECKPOINT)["step"] == 3  # one step on from the exported two
