@@ -31,7 +31,7 @@ THROUGH = PropagationConfig(
 
 def measure(repeats: int) -> dict:
     from interactive_adapt_lab.data.datasets import load_domain
-    from interactive_adapt_lab.evaluation.volumetric_benchmark import make_session
+    from interactive_adapt_lab.evaluation.volumetric_methods import make_session
     from InteractiveAdaptLib.model.location import find_base_model_dir
 
     colin = load_domain("colin27")
