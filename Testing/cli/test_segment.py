@@ -18,7 +18,7 @@ from InteractiveAdaptLib.errors import WeightsError
 from InteractiveAdaptLib.io.volumes import Volume, read_volume, write_dicom_series, write_volume
 from InteractiveAdaptLib.model.base_model import save_base_model
 from InteractiveAdaptLib.model.location import find_base_model_dir
-from InteractiveAdaptLib.model.network import NetworkConfig, build_network
+from InteractiveAdaptLib.model.network import VOLUME_IN_CHANNELS, NetworkConfig, build_network
 from InteractiveAdaptLib.store.site_store import SiteStore
 
 TINY = NetworkConfig("tiny", (8, 16, 32), 0)
@@ -198,3 +198,31 @@ def test_segment_refuses_an_atlas_given_as_the_mri(tiny_model, tmp_path, capsys)
     err = capsys.readouterr().err
     assert code == 1 and "label" in err.lower() and "Traceback" not in err
     assert not (tmp_path / "m.nii.gz").exists()
+
+
+def test_segment_with_a_3d_model_answers_with_the_whole_structure_and_learns_from_it(
+    colin_crop, tmp_path, capsys
+):
+    """A 3D base model: the command's case is the 3D network's (engine/volume_network.py); a click in a
+    coronal slice counts, and --learn saves the profile's first version."""
+    image, volume = colin_crop
+    torch.manual_seed(0)
+    config = NetworkConfig("tiny-3d", (8, 16, 32), 0, spatial_dims=3, in_channels=VOLUME_IN_CHANNELS)
+    model = save_base_model(build_network(config), tmp_path / "models" / "tiny-3d", {"name": "tiny-3d"})
+    clicks = write_clicks(
+        tmp_path / "clicks.json",
+        [
+            {"voxel": [50, 50, 20], "plane": "K", "positive": True},
+            {"voxel": [50, 30, 25], "plane": "J", "positive": False},
+        ],
+    )
+    out = tmp_path / "mask.nii.gz"
+    code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
+                     "--model", str(model.directory), "--learn", "--root", str(tmp_path / "sites"),
+                     "--site", "Hospital A"])  # fmt: skip
+    assert code == 0
+    mask = read_volume(out)
+    np.testing.assert_allclose(mask.ijk_to_ras, volume.ijk_to_ras, atol=1e-4)
+    assert mask.array.shape == volume.array.shape
+    assert "version 1" in capsys.readouterr().out
+    assert SiteStore(tmp_path / "sites").profile("Hospital A", "Brain").versions()
