@@ -63,7 +63,10 @@ def test_a_crop_past_the_volume_edge_is_padded_with_the_image_edge_and_empty_mas
     volume = torch.arange(20, dtype=torch.float32).reshape(20, 1, 1).expand(20, 30, 30).contiguous()
     crop = make_crop(np.array([0.0, 15.0, 15.0]), 0, (1.0, 1.0, 1.0), size=16)
     image = sample(volume[None], crop, edge=True)[0]
-    assert float(image.min()) == 0.0  # the first slice's value repeats before the volume
+    before = crop.to_crop(np.array([[-0.5, 0, 0]]))[0, 0]  # where the volume starts in the crop
+    inside = int(np.ceil(before))
+    assert torch.equal(image[0], image[inside])  # the volume's edge repeats before it
+    assert float(image[inside].max()) < 1.0 < float(image[-1].min())  # and the image goes on inside
     mask = sample(torch.ones(1, 20, 30, 30), crop, edge=False)[0]
     assert float(mask[0].max()) == 0.0 and float(mask[-1].min()) > 0.99
     native, values = paste(mask, crop, (20, 30, 30))
@@ -101,3 +104,16 @@ def test_a_result_cut_off_by_the_crop_asks_for_a_larger_one_unless_the_volume_en
     assert not touches_border(torch.zeros_like(touching), middle, shape)
     edge = make_crop(np.array([10.0, 150.0, 150.0]), 0, (1.0, 1.0, 1.0))  # starts before the volume
     assert not touches_border(touching, edge, shape)
+
+
+def test_pasting_back_is_trilinear_resizing_of_the_crop_onto_its_box():
+    spacing = (1.0, 1.2, 0.9)
+    crop = make_crop(np.array([60.0, 70.0, 80.0]), 1, spacing)
+    values = torch.randn(CROP_SIZE, CROP_SIZE, CROP_SIZE)
+    native, pasted = paste(values, crop, (200, 200, 200))
+    whole = torch.nn.functional.interpolate(values[None, None], size=crop.extent, mode="trilinear")[0, 0]
+    _, box = crop.inside((200, 200, 200))
+    assert torch.allclose(pasted, whole[box], atol=1e-4)
+    head = make_crop(np.array([90.0, 108.0, 90.0]), 3, (1.0, 1.0, 1.0))  # a box far larger than the head
+    native, pasted = paste(values, head, (181, 217, 181))
+    assert pasted.shape == (181, 217, 181) and native == (slice(0, 181), slice(0, 217), slice(0, 181))

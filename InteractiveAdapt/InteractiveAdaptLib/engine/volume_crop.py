@@ -94,31 +94,55 @@ def _resize(box: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 
 def sample(volume: torch.Tensor, crop: Crop, edge: bool) -> torch.Tensor:
-    """The crop of a (C, K, J, I) float tensor as (C, size, size, size). Past the volume's edge: its edge
-    values (`edge`, for images) or zeros (masks)."""
+    """The crop of a (C, K, J, I) tensor as float (C, size, size, size). Past the volume's edge: its edge
+    values (`edge`, for images) or zeros (masks). Only the part inside the volume is resized (to its
+    share of the crop), then padded: a whole-head crop never builds its padded box at full resolution."""
     native, box = crop.inside(tuple(volume.shape[1:]))
     part = volume[(slice(None), *native)][None].float()
-    pads = []
-    for (low, high), extent in zip(((b.start, b.stop) for b in box), crop.extent, strict=True):
-        pads.append((low, extent - high))
-    flat = [v for p in reversed(pads) for v in p]
-    if any(flat):
-        if edge and min(part.shape[2:]) > 0:
-            part = F.pad(part, flat, mode="replicate")
-        else:
-            part = F.pad(part, flat, mode="constant", value=0.0)
-    return _resize(part, (crop.size,) * 3)[0]
+    if min(part.shape[2:]) == 0:  # the crop lies outside the volume
+        return torch.zeros((volume.shape[0],) + (crop.size,) * 3, device=volume.device)
+    scale = [crop.size / extent for extent in crop.extent]
+    low = [min(crop.size - 1, round(b.start * f)) for b, f in zip(box, scale, strict=True)]
+    high = [max(lo + 1, min(crop.size, round(b.stop * f))) for lo, b, f in zip(low, box, scale, strict=True)]
+    part = _resize(part, tuple(h - lo for lo, h in zip(low, high, strict=True)))
+    pads = [v for lo, h in reversed(list(zip(low, high, strict=True))) for v in (lo, crop.size - h)]
+    if any(pads):
+        part = F.pad(part, pads, mode="replicate") if edge else F.pad(part, pads, mode="constant", value=0.0)
+    return part[0]
+
+
+def _linear_weights(low: int, high: int, start: int, extent: int, size: int) -> torch.Tensor:
+    """(high - low, size): native voxels [low, high) of an axis as weights over the crop's voxels, as
+    trilinear resizing of the crop onto its box does it (voxel centres aligned, edges clamped)."""
+    native = torch.arange(low, high, dtype=torch.float64)
+    position = ((native - start + 0.5) * size / extent - 0.5).clamp(0, size - 1)
+    below = position.floor().long()
+    above = (below + 1).clamp(max=size - 1)
+    weight = (position - below).float()
+    rows = torch.arange(high - low)
+    matrix = torch.zeros(high - low, size)
+    matrix.index_put_((rows, below), 1 - weight, accumulate=True)
+    matrix.index_put_((rows, above), weight, accumulate=True)
+    return matrix
 
 
 def paste(crop_values: torch.Tensor, crop: Crop, shape: tuple[int, int, int]):
-    """The crop's (size, size, size) values resized back onto its native box, cut to the volume.
+    """The crop's (size, size, size) values resized (trilinear) back onto its box, only for the voxels
+    inside the volume (one weight matrix per axis: a whole-head crop costs the head, not its box).
 
     Returns:
         (native slices, values on those voxels) as a float tensor.
     """
-    native, box = crop.inside(shape)
-    resized = F.interpolate(crop_values[None, None], size=crop.extent, mode="trilinear", align_corners=False)
-    return native, resized[(0, 0, *box)]
+    native, _ = crop.inside(shape)
+    size = crop.size
+    values = crop_values.float().cpu()
+    k, j, i = (
+        _linear_weights(n.start, n.stop, start, extent, size)
+        for n, start, extent in zip(native, crop.start, crop.extent, strict=True)
+    )
+    along_k = (k @ values.reshape(size, size * size)).reshape(-1, size, size)
+    along_j = torch.einsum("js,ksi->kji", j, along_k)
+    return native, along_j @ i.T
 
 
 def click_balls(points: np.ndarray, positive: np.ndarray, size: int = CROP_SIZE) -> torch.Tensor:
