@@ -50,6 +50,16 @@ def colin_crop(tmp_path_factory):
     return path, volume
 
 
+def segment_and_learn(image, clicks, model_dir, tmp_path) -> Volume:
+    """`segment --learn` into the site "Hospital A" of a store under tmp_path: the mask it wrote."""
+    out = tmp_path / "mask.nii.gz"
+    code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
+                     "--model", str(model_dir), "--learn", "--root", str(tmp_path / "sites"),
+                     "--site", "Hospital A"])  # fmt: skip
+    assert code == 0
+    return read_volume(out)
+
+
 def write_clicks(path, clicks, profile="Brain"):
     path.write_text(json.dumps({"profile": profile, "clicks": clicks}))
     return path
@@ -66,12 +76,7 @@ def test_segment_writes_the_mask_around_the_clicked_slice_and_learns(
             {"voxel": [5, 5, 20], "plane": "K", "positive": False},
         ],
     )
-    out = tmp_path / "mask.nii.gz"
-    code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
-                     "--model", str(tiny_model.directory), "--learn", "--root", str(tmp_path / "sites"),
-                     "--site", "Hospital A"])  # fmt: skip
-    assert code == 0
-    mask = read_volume(out)
+    mask = segment_and_learn(image, clicks, tiny_model.directory, tmp_path)
     np.testing.assert_allclose(mask.ijk_to_ras, volume.ijk_to_ras, atol=1e-4)
     assert mask.array.shape == volume.array.shape
     per_slice = mask.array.reshape(mask.array.shape[0], -1).sum(1)
@@ -216,12 +221,7 @@ def test_segment_with_a_3d_model_answers_with_the_whole_structure_and_learns_fro
             {"voxel": [50, 30, 25], "plane": "J", "positive": False},
         ],
     )
-    out = tmp_path / "mask.nii.gz"
-    code = cli.main(["segment", str(image), "--clicks", str(clicks), "--output", str(out),
-                     "--model", str(model.directory), "--learn", "--root", str(tmp_path / "sites"),
-                     "--site", "Hospital A"])  # fmt: skip
-    assert code == 0
-    mask = read_volume(out)
+    mask = segment_and_learn(image, clicks, model.directory, tmp_path)
     np.testing.assert_allclose(mask.ijk_to_ras, volume.ijk_to_ras, atol=1e-4)
     assert mask.array.shape == volume.array.shape
     assert "version 1" in capsys.readouterr().out

@@ -273,16 +273,13 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
             InvalidClickError: the click's axis is not 0, 1 or 2, or its slice or point is outside the
                 image.
         """
-        self._require_case()
-        self._validate(click)
-        self.learn_pending()  # learn from the previous click before this one is processed
-        started = time.perf_counter()
         key = (click.axis, click.index)
-        if hints and not self.slice_clicks(key):
+        self.record_click(click, self._predictions.get(key))  # learns from the previous click first
+        started = time.perf_counter()
+        earlier = self.slice_clicks(key)[:-1]  # the slice's clicks before this one
+        if hints and not earlier:
             self._hints[key] = list(hints)
-        previous_clicks = self._hints.get(key, []) + self.slice_clicks(key)
-        self._undo.append(UndoEntry(click, self._predictions.get(key)))
-        self._clicks.append(click)
+        previous_clicks = self._hints.get(key, []) + earlier
         prepared = self.prepared_slice(key)
         logits = self.predictor.logits(prepared, previous_clicks + [(click.row, click.col, click.positive)])
         mask = self.predictor.to_native(logits, prepared)
@@ -312,10 +309,11 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         # The undo snapshot doubles as the step's rollback point (one copy of the weights per click).
         return step.run(self, entry.weights)
 
-    def record_click(self, click: Click) -> None:
-        """Record a click whose result a case network makes itself (the 3D network): the previous
-        click's MI step runs first, then the click joins the case's clicks and their undo; its own MI
-        step is handed over with `set_pending_step` once its result is known.
+    def record_click(self, click: Click, previous_mask: np.ndarray | None = None) -> None:
+        """Record a click: the previous click's MI step runs first, then the click joins the case's
+        clicks and their undo (`previous_mask`: its slice's mask before it, for the 2D network). A case
+        network that predicts by itself (the 3D network) hands its MI step over with `set_pending_step`
+        once its result is known.
 
         Raises:
             CaseStateError: no case is open.
@@ -325,7 +323,7 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         self._require_case()
         self._validate(click)
         self.learn_pending()
-        self._undo.append(UndoEntry(click, None))
+        self._undo.append(UndoEntry(click, previous_mask))
         self._clicks.append(click)
 
     def set_pending_step(self, step: LearningStep) -> None:
