@@ -6,9 +6,10 @@ module's own path under that loop: a real MRML scene (slicer-core) holding the C
 network in a session opened as the module opens it, the module's Workflow (CaseManager ->
 ClickController -> Worker), and the module's timer calling `Worker.tick()`. Points are added on the main
 thread with AddControlPointWorld, as a left click in the Red view places them, where a simulated user
-(centre of the largest error) would click, after a think time from the moment the last mask was shown;
-each case ends with Finish case (post-interaction learning) and the next case starts on another
-structure.
+(centre of the largest error) would click, after a think time from the moment the last click's first
+result (its slice) was shown, whatever the worker is still doing (queueing behind filling and learning
+counts); each case ends with Finish case (post-interaction learning) and the next case starts on
+another structure.
 
 Figures: click (point defined) to mask written in the segment, as the controller reports it
 (`ClickController.last_click`); the GUI's longest stall (one main-thread callback: a timer tick, the
@@ -214,9 +215,10 @@ class _BenchmarkRun:
                 )
             )
             wait_ms = controller.last_click.slice_ms
-            # The user looks at the structure once it is filled in 3D (the clicked slice comes first).
-            self._run_until(lambda: controller.last_click.fill_ms is not None)
+            # The user thinks from the click's first result on, whatever the worker still does: the
+            # next click may queue behind the filling and the learning, and that wait is counted.
             shown_at = time.perf_counter()
+            self._run_until(lambda: controller.last_click.fill_ms is not None)
             records.append(
                 {
                     "case": case,
