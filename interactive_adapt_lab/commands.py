@@ -15,7 +15,13 @@ from interactive_adapt_lab.evaluation import (
     volumetric_benchmark,
     web_latency_benchmark,
 )
-from interactive_adapt_lab.training import model_export, training, training_report, volume_training
+from interactive_adapt_lab.training import (
+    model_export,
+    propagation_training,
+    training,
+    training_report,
+    volume_training,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,6 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         web_latency_benchmark,
         training,
         volume_training,
+        propagation_training,
         training_report,
         model_export,
         datasets,
