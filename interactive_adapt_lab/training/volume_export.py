@@ -112,8 +112,8 @@ def model_card_markdown(card: dict) -> str:
         f"{training['training_seconds'] / 3600:.1f} h of wall time. Best validation score "
         f"{training['best_score']:.3f} at step {training['best_step']}.",
         "",
-        "Go on training from this folder on a fresh machine (Adam's moments start afresh):",
-        f"`interactive-adapt train-volume --output runs/volume --init models/{card['name']} --steps N`.",
+        "Go on training from this folder on a fresh machine, with the same schedule (Adam's moments start",
+        f"afresh): `{card['training_command']} --init models/{card['name']}`.",
         "",
         "## Validation",
         card["validation"]["protocol"] + ".",
