@@ -9,6 +9,7 @@ from interactive_adapt_lab import demo
 from interactive_adapt_lab.data import datasets
 from interactive_adapt_lab.evaluation import (
     adaptation_benchmark,
+    design_comparison,
     propagation_speed,
     slicer_loop_benchmark,
     speed_benchmark,
@@ -20,24 +21,27 @@ from interactive_adapt_lab.training import (
     propagation_training,
     training,
     training_report,
+    volume_export,
     volume_training,
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric,
-    bench-propagation, bench-web, train, train-volume, training-report,
-    export-model and build-cache."""
+    """Add demo, benchmark, bench-speed, bench-slicer-loop, bench-volumetric, compare-designs,
+    bench-propagation, bench-web, train, train-volume, train-propagation, training-report,
+    export-model, export-volume-model and build-cache."""
     for module in (
         demo,
         adaptation_benchmark,
         speed_benchmark,
         slicer_loop_benchmark,
         volumetric_benchmark,
+        design_comparison,
         propagation_speed,
         web_latency_benchmark,
         training,
         volume_training,
+        volume_export,
         propagation_training,
         training_report,
         model_export,
