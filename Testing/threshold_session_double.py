@@ -140,7 +140,9 @@ class ThresholdSessionDouble(CaseSession):
         self._log("reset_case")
         self._clicks, self._hints = [], {}
 
-    def finish_case(self, accepted: dict | None = None, learn: bool = True, should_stop=None) -> CaseSummary:
+    def finish_case(
+        self, accepted: dict | None = None, learn: bool = True, should_stop=None, post_interaction=None
+    ) -> CaseSummary:
         self._log("finish_case")
         self.finished.append((accepted, learn))
         clicks, self._clicks, self.volume = len(self._clicks), [], None

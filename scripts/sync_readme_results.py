@@ -8,6 +8,7 @@ the table NAME takes from a file the commands write:
   tuning              benchmarks/results/tuning/adaptation-*.json, the choices tried on case order 0
   volumetric          benchmarks/results/volumetric.md, medians per method (`interactive-adapt bench-volumetric`)
   volumetric-stream   benchmarks/results/volumetric.md, the learning stream's table
+  design-comparison   benchmarks/results/design-comparison.md, budgets and medians (`interactive-adapt compare-designs`)
   speed               benchmarks/results/speed.json (`interactive-adapt bench-speed`)
   propagation-speed   benchmarks/results/propagation_speed.json (`interactive-adapt bench-propagation`)
   slicer-loop         benchmarks/results/slicer_loop.json (`interactive-adapt bench-slicer-loop`)
@@ -122,6 +123,12 @@ def propagation_table() -> str:
     )
 
 
+def design_comparison_tables(markdown: str) -> str:
+    """The design comparison's two tables: the training budgets, then the medians per head."""
+    budgets = first_table(markdown)
+    return budgets + "\n\n" + first_table(markdown.split(budgets, 1)[1])
+
+
 def web_ablations_table() -> str:
     runs = [("the default", RESULTS / "web_latency.json")]
     runs += [(path.stem, path) for path in sorted((RESULTS / "web-latency-ablations").glob("*.json"))]
@@ -151,6 +158,7 @@ SOURCES = {
     "volumetric-stream": lambda: first_table(
         (RESULTS / "volumetric.md").read_text(), after="Along a site's stream"
     ),
+    "design-comparison": lambda: design_comparison_tables((RESULTS / "design-comparison.md").read_text()),
     "speed": speed_table,
     "propagation-speed": propagation_table,
     "slicer-loop": slicer_loop_table,

@@ -87,8 +87,9 @@ def test_the_old_plain_poll_crawls_under_the_same_loop(worker):
     loop = SlicerMainLoop(hold_gil=True)
     attach_worker(loop, worker, gil_aware=False)
     latency = click_to_result_s(loop, worker)
-    # Each torch call needs the GIL back, which the old loop hands over once per 50 ms tick.
-    assert latency > 4 * own and latency > 0.5, f"click to result {latency:.3f} s for a {own:.3f} s job"
+    # Each torch call needs the GIL back, which the old loop hands over once per 50 ms tick: at least six
+    # ticks for this job (measured 0.49-1.2 s; a fixed 0.5 s floor failed twice in make test).
+    assert latency > 4 * own and latency > 0.3, f"click to result {latency:.3f} s for a {own:.3f} s job"
 
 
 def test_the_gui_stalls_at_most_one_tick_budget_during_a_long_job(worker):

@@ -23,11 +23,13 @@ pytestmark = pytest.mark.slow
 TINY_3D = NetworkConfig("tiny-3d", (8, 16, 32), 0, spatial_dims=3, in_channels=VOLUME_IN_CHANNELS)
 
 
-def fake_run(folder, model: torch.nn.Module, config: dict, step: int) -> None:
-    """A run folder as the training commands leave it: config, checkpoint and log."""
+def fake_run(folder, model: torch.nn.Module, config: dict, step: int, progress: bool = False) -> None:
+    """A run folder as the training commands leave it: config, checkpoint (train-propagation keeps its
+    step in `progress`) and log."""
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config))
-    save_state(folder / "checkpoint.pt", {"model": model.state_dict(), "step": step})
+    counted = {"progress": {"step": step}} if progress else {"step": step}
+    save_state(folder / "checkpoint.pt", {"model": model.state_dict(), **counted})
     (folder / "log.jsonl").write_text(json.dumps({"step": step, "seconds": 60.0 * step}) + "\n")
 
 
@@ -44,7 +46,9 @@ def test_both_designs_and_both_baselines_are_measured_with_their_budgets(monkeyp
         last_bias.copy_(torch.tensor([4.0, -4.0]))  # small answers: small crops (fast)
     config = {**vars(VolumeTrainConfig()), "network": "tiny-3d"}
     fake_run(tmp_path / "volume", volume, config, 3)
-    fake_run(tmp_path / "propagation", ClickUNet(PROPAGATION_NETWORK), {"batch_size": 8, "threads": 1}, 5)
+    fake_run(
+        tmp_path / "propagation", ClickUNet(PROPAGATION_NETWORK), {"batch_size": 8, "threads": 1}, 5, True
+    )
     result = compare(
         tmp_path / "volume", tmp_path / "propagation", slice_model, 1, tmp_path / "partial", 1, 2
     )

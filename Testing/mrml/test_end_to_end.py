@@ -93,7 +93,7 @@ class MidInteractionProbe:
         pending = self.session._pending
         if pending is None:
             return self._learn_pending()
-        key, previous_clicks, _newest, shown_logits = pending
+        key, previous_clicks, shown_logits = pending.key, pending.previous, pending.logits
         prepared = self.session.prepared_slice(key)
         pseudo_label = shown_logits.argmax(dim=1)  # y_t on the network grid, (1, h, w)
         before = self._cross_entropy(prepared, previous_clicks, pseudo_label)

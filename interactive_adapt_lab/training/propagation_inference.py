@@ -224,14 +224,14 @@ class VolumeUserAdapter:
     """The predictor as evaluation/volume_user.py plays a 3D predictor: prepare(volume) and
     predict(...).mask; a click (k, j, i) is a click on axial slice k at row j, column i."""
 
-    def __init__(self, predictor: PropagationPredictor) -> None:
-        self.predictor = predictor
+    def __init__(self, propagation: PropagationPredictor) -> None:
+        self.propagation = propagation
 
     def prepare(self, volume: np.ndarray) -> torch.Tensor:
-        return self.predictor.prepare(volume)
+        return self.propagation.prepare(volume)
 
     def predict(self, image, spacing, points, positive, previous=None) -> SimpleNamespace:
-        return SimpleNamespace(mask=self.predictor.predict(image, spacing, points, positive, previous))
+        return SimpleNamespace(mask=self.propagation.predict(image, spacing, points, positive, previous))
 
 
 def validate_propagation(
