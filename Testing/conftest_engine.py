@@ -38,6 +38,16 @@ def engine_domain(engine_cache_dir) -> Callable[[str], Domain]:
     return get
 
 
+@pytest.fixture(scope="session")
+def caudate_block(engine_domain) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
+    """A 70 x 80 x 70 mm block of Colin27 around the left caudate: (image, spacing, the caudate in it)."""
+    colin = engine_domain("colin27")
+    truth = colin.target_mask("aal:Caudate_L")
+    k, j, i = np.argwhere(truth).mean(axis=0).astype(int)
+    box = (slice(k - 35, k + 35), slice(j - 40, j + 40), slice(i - 35, i + 35))
+    return colin.image[box].copy(), colin.spacing_kji, truth[box].copy()
+
+
 @pytest.fixture
 def tiny_network() -> torch.nn.Module:
     torch.manual_seed(0)

@@ -23,13 +23,9 @@ TINY_3D = NetworkConfig("tiny-3d", (8, 16, 32), 0, spatial_dims=3, in_channels=V
 
 
 @pytest.fixture(scope="module")
-def block(engine_domain):
-    """A 70 x 80 x 70 mm block of Colin27 around the left caudate, and the caudate in it."""
-    colin = engine_domain("colin27")
-    truth = colin.target_mask("aal:Caudate_L")
-    k, j, i = np.argwhere(truth).mean(axis=0).astype(int)
-    box = (slice(k - 35, k + 35), slice(j - 40, j + 40), slice(i - 35, i + 35))
-    return colin.image[box].copy(), colin.spacing_kji, truth[box].copy()
+def block(caudate_block):
+    """The Colin27 block around the left caudate (conftest_engine.py)."""
+    return caudate_block
 
 
 @pytest.fixture(scope="module")

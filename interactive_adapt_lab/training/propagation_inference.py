@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from interactive_adapt_lab.data.datasets import Domain
 from interactive_adapt_lab.evaluation.volume_user import validate
 from InteractiveAdaptLib.engine.click_simulation import bounding_box
+from InteractiveAdaptLib.engine.volume_crop import part_inside
 from InteractiveAdaptLib.model.network import NetworkConfig
 
 WINDOW_PX = 96
@@ -54,12 +55,7 @@ class Window:
 
     def inside(self, shape: tuple[int, int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
         """(native slices, box slices) of the part of the window that lies inside a slice of `shape`."""
-        native, box = [], []
-        for start, extent, n in zip(self.start, self.extent, shape, strict=True):
-            low, high = max(start, 0), min(start + extent, n)
-            native.append(slice(low, max(low, high)))
-            box.append(slice(low - start, max(low, high) - start))
-        return tuple(native), tuple(box)
+        return part_inside(self.start, self.extent, shape)
 
 
 def make_window(center: np.ndarray, spacing_ji: tuple[float, float], size: int = WINDOW_PX) -> Window:

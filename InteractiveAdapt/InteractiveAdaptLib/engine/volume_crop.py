@@ -50,12 +50,20 @@ class Crop:
 
     def inside(self, shape: tuple[int, int, int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
         """(native slices, box slices) of the part of the box that lies inside a volume of `shape`."""
-        native, box = [], []
-        for start, extent, n in zip(self.start, self.extent, shape, strict=True):
-            low, high = max(start, 0), min(start + extent, n)
-            native.append(slice(low, max(low, high)))
-            box.append(slice(low - start, max(low, high) - start))
-        return tuple(native), tuple(box)
+        return part_inside(self.start, self.extent, shape)
+
+
+def part_inside(
+    start: tuple[int, ...], extent: tuple[int, ...], shape: tuple[int, ...]
+) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(native slices, box slices) of the part of a box of native voxels [start, start + extent) that
+    lies inside an array of `shape` (any number of dimensions)."""
+    native, box = [], []
+    for first, size, n in zip(start, extent, shape, strict=True):
+        low, high = max(first, 0), min(first + size, n)
+        native.append(slice(low, max(low, high)))
+        box.append(slice(low - first, max(low, high) - first))
+    return tuple(native), tuple(box)
 
 
 def make_crop(
