@@ -13,7 +13,7 @@ from InteractiveAdaptLib.engine.adaptation import AdaptationConfig
 from InteractiveAdaptLib.engine.session import InteractiveSession, SessionConfig
 from InteractiveAdaptLib.engine.volume_learning import volume_loss
 from InteractiveAdaptLib.engine.volume_network import VolumeNetwork, click_voxel
-from InteractiveAdaptLib.errors import InvalidClickError
+from InteractiveAdaptLib.errors import InvalidClickError, WeightsError
 from InteractiveAdaptLib.interaction import Click, FillOptions
 from InteractiveAdaptLib.model.base_model import load_base_model, save_base_model
 from InteractiveAdaptLib.model.network import VOLUME_IN_CHANNELS, NetworkConfig, build_network
@@ -171,3 +171,21 @@ def test_the_slice_range_bounds_the_3d_result(base, block):
     outside = np.ones(len(case.mask), bool)
     outside[first.index - 2 : first.index + 3] = False
     assert not case.mask[outside].any()
+
+
+def test_removing_an_earlier_click_places_the_later_ones_again(base, block):
+    case = open_case(base, block, mid_interaction=False)
+    first, second, third = clicks(block[2])
+    for click in (first, second, third):
+        case.click(click, FillOptions())
+    result = case.remove(second)
+    assert result.kind.name == "REDONE" and case.clicks == [first, third]
+    again = open_case(base, block, mid_interaction=False)
+    for click in (first, third):
+        again.click(click, FillOptions())
+    np.testing.assert_array_equal(case.mask, again.mask)
+
+
+def test_the_forgetting_guard_is_refused_for_a_3d_model_with_a_clear_message(base):
+    with pytest.raises(WeightsError, match="3D network"):
+        InteractiveSession(load_base_model(base.directory), SessionConfig(forgetting_guard=True))

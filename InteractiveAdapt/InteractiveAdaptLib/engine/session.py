@@ -25,7 +25,7 @@ from InteractiveAdaptLib.engine.profiles import SessionProfiles
 from InteractiveAdaptLib.engine.slice_propagation import PropagationConfig, SlicePropagation
 from InteractiveAdaptLib.engine.volume_network import VolumeNetwork
 from InteractiveAdaptLib.engine.volume_predictor import VolumePredictor
-from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError
+from InteractiveAdaptLib.errors import CaseStateError, InvalidClickError, WeightsError
 from InteractiveAdaptLib.geometry import extract_slice, in_plane_spacing
 from InteractiveAdaptLib.interaction import Click, Interpolator, SliceKey, SlicePrediction
 from InteractiveAdaptLib.model.base_model import BaseModel
@@ -62,7 +62,7 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
 
         Raises:
             WeightsError: `config.forgetting_guard` is on and the model's guard_slices.npz is missing or
-                damaged.
+                damaged, or the model is a 3D one (the guard scores 2D slices).
         """
         self.base = base
         self.config = config or SessionConfig()
@@ -76,6 +76,11 @@ class InteractiveSession(SessionProfiles, ClickUndo, CaseFinish):
         self.adapter = OnlineAdapter(self.predictor, self.config.adaptation)
         self.guard: ForgettingGuard | None = None
         if self.config.forgetting_guard:
+            if self.volume_predictor is not None:
+                raise WeightsError(
+                    f"The forgetting guard checks 2D slices, and the model '{base.directory.name}' is a 3D "
+                    "network. Turn the forgetting guard off to use this model."
+                )
             self.guard = ForgettingGuard.load(base.directory / GUARD_FILE)
         self.rng = np.random.default_rng(self.config.seed)
         self.profile: str | None = None
