@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from interactive_adapt_lab.data.datasets import Domain
 from interactive_adapt_lab.evaluation.volume_user import validate
-from InteractiveAdaptLib.engine.click_simulation import bounding_box
 from InteractiveAdaptLib.engine.volume_crop import part_inside
+from InteractiveAdaptLib.engine.volume_predictor import mask_corners
 from InteractiveAdaptLib.model.network import NetworkConfig
 
 WINDOW_PX = 96
@@ -67,11 +67,7 @@ def make_window(center: np.ndarray, spacing_ji: tuple[float, float], size: int =
 
 def window_around(points: np.ndarray, prior: np.ndarray, spacing_ji: tuple[float, float]) -> Window:
     """The window centred on the bounding box of native clicks (n, 2) and of the prior mask (J, I)."""
-    corners = [np.asarray(points, dtype=np.float64).reshape(-1, 2)]
-    if prior.any():
-        box = bounding_box(prior)
-        corners.append(np.array([[b.start for b in box], [b.stop - 1 for b in box]], dtype=np.float64))
-    corners = np.vstack(corners)
+    corners = np.vstack([np.asarray(points, dtype=np.float64).reshape(-1, 2), mask_corners(prior)])
     return make_window((corners.min(axis=0) + corners.max(axis=0)) / 2, spacing_ji)
 
 

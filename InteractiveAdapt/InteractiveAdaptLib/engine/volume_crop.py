@@ -44,6 +44,12 @@ class Crop:
         scale = self.size / np.asarray(self.extent, dtype=np.float64)
         return (points - np.asarray(self.start) + 0.5) * scale - 0.5
 
+    def to_native(self, points: np.ndarray) -> np.ndarray:
+        """Crop voxel coordinates (n, 3) -> native (K, J, I) voxel coordinates (the inverse of `to_crop`)."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+        scale = np.asarray(self.extent, dtype=np.float64) / self.size
+        return (points + 0.5) * scale - 0.5 + np.asarray(self.start)
+
     def voxel_mm(self, spacing: tuple[float, float, float]) -> np.ndarray:
         """The crop voxel's size in mm along K, J and I."""
         return np.asarray(self.extent) * np.asarray(spacing) / self.size

@@ -20,7 +20,7 @@ from InteractiveAdaptLib.engine.adaptation import Snapshot
 from InteractiveAdaptLib.engine.click_simulation import deepest_point, error_clicks
 from InteractiveAdaptLib.engine.losses import SegmentationLoss
 from InteractiveAdaptLib.engine.volume_crop import CROP_SIZE, Crop, choose_crop, sample
-from InteractiveAdaptLib.engine.volume_predictor import click_points
+from InteractiveAdaptLib.engine.volume_predictor import click_points, mask_corners
 
 VOLUME_CCG_SIGMA = 2.0  # crop voxels, as in training (interactive_adapt_lab/training/volume_training.py)
 
@@ -79,8 +79,7 @@ def post_interaction(
     if not final.any():
         return 0, 0, False
     first = deepest_voxel(final) if first is None else np.asarray(first, dtype=np.float64)
-    box = np.argwhere(final)
-    crop = choose_crop(np.vstack([box.min(axis=0), box.max(axis=0), first]), session.spacing)
+    crop = choose_crop(np.vstack([mask_corners(final), first]), session.spacing)
     predictor, adapter, loss = session.volume_predictor, session.adapter, volume_loss(session)
     labels = (sample(torch.from_numpy(final)[None], crop, edge=False)[0] > 0.5).long()
     click = crop_click(crop, first, True)
@@ -95,9 +94,7 @@ def post_interaction(
         return int(applied1), 1, False
     balls_at = np.array([c[:3] for c in extra], dtype=np.float64)
     signs = np.array([c[3] for c in extra], bool)
-    # The crop's clicks as native points, so the input is built as for any click.
-    scale = np.asarray(crop.extent, dtype=np.float64) / crop.size
-    native = (balls_at + 0.5) * scale - 0.5 + np.asarray(crop.start)
+    native = crop.to_native(balls_at)  # the input is built from native points, as for any click
     stage1_native = predictor.to_native(logits, crop, final.shape)
     inputs = predictor.inputs(image, crop, native, signs, stage1_native)
     clicks = [tuple(float(v) for v in c[:3]) + (bool(c[3]),) for c in extra]

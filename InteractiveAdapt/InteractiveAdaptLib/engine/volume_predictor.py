@@ -97,10 +97,7 @@ class VolumePredictor:
         if not len(points):
             raise ValueError("The 3D network needs at least one click.")
         shape = tuple(image.shape[1:])
-        region = points
-        if previous is not None and previous.any():
-            box = bounding_box(previous)
-            region = np.vstack([points, [[b.start for b in box], [b.stop - 1 for b in box]]])
+        region = points if previous is None else np.vstack([points, mask_corners(previous)])
         crop = choose_crop(region, spacing)
         looks = 0
         while True:
@@ -124,11 +121,14 @@ class VolumePredictor:
         return mask
 
 
+def mask_corners(mask: np.ndarray) -> np.ndarray:
+    """The two corners (first and last voxel) of a mask's bounding box, (2, ndim); none when it is empty."""
+    if not mask.any():
+        return np.empty((0, mask.ndim))
+    box = bounding_box(mask)
+    return np.array([[b.start for b in box], [b.stop - 1 for b in box]], dtype=np.float64)
+
+
 def crop_to_native(crop: Crop, mask: np.ndarray) -> np.ndarray:
     """The two corners of a crop mask's bounding box in native coordinates, (2, 3)."""
-    if not mask.any():
-        return np.empty((0, 3))
-    box = bounding_box(mask)
-    corners = np.array([[b.start for b in box], [b.stop - 1 for b in box]], dtype=np.float64)
-    scale = np.asarray(crop.extent, dtype=np.float64) / crop.size
-    return (corners + 0.5) * scale - 0.5 + np.asarray(crop.start)
+    return crop.to_native(mask_corners(mask))
